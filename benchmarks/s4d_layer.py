@@ -1,0 +1,295 @@
+"""Forward+backward time and peak memory of one SSM layer, per Keras backend, beside plain PyTorch.
+
+    python benchmarks/s4d_layer.py                          # all installed backends, the three issue sizes
+    python benchmarks/s4d_layer.py --sizes 16,256,64,1024 --backends jax torch-reference
+    python benchmarks/s4d_layer.py --layers s4d s4          # also the S4 layer (DPLR kernel)
+
+The peer, `torch-reference`, is the S4D module of the reference implementation written out in plain
+PyTorch (complex tensors, the whole (H, N/2, L) Vandermonde tensor, FFT convolution, GELU, 1x1
+Conv1d(H, 2H) + GLU): the same math and the same parameter count as `keras_ssm.S4D` with its defaults.
+
+Each (implementation, size) runs in its own subprocess. Time: median of --repeats forward+backward
+passes (loss = sum of outputs, gradients for every parameter and the input) after --warmup passes
+(compilation excluded). Memory: on CPU, the peak resident set sampled every millisecond during the
+timed passes minus the resident set just before them (glibc's mmap threshold is pinned so freed
+buffers go back to the OS); on GPU, the device allocator's peak.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+DEFAULT_SIZES = [(16, 256, 64, 1024), (8, 128, 64, 4096), (2, 128, 64, 16384)]
+IMPLEMENTATIONS = ("jax", "tensorflow", "torch", "torch-reference")
+
+
+class RssSampler:
+    """Peak resident set size (bytes) of this process, sampled in a background thread."""
+
+    def __init__(self, period=1e-3):
+        self.period = period
+        self.peak = 0
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.period)
+
+    def __enter__(self):
+        self.baseline = self.rss()
+        self.peak = self.baseline
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def time_passes(step, warmup, repeats, sync):
+    for _ in range(warmup):
+        sync(step())
+    times = []
+    sampler = RssSampler()
+    with sampler:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            sync(step())
+            times.append(time.perf_counter() - start)
+    return times, sampler.peak - sampler.baseline
+
+
+def keras_step(layer_name, batch, H, n, L):
+    """A forward+backward closure for keras_ssm's layer on the active Keras backend."""
+    import keras
+    import numpy as np
+
+    import keras_ssm
+
+    cls = {"s4d": keras_ssm.S4D, "s4": getattr(keras_ssm, "S4", None)}[layer_name]
+    if cls is None:
+        raise SystemExit("keras_ssm.S4 is not available")
+    layer = cls(n=n, seed=0)
+    x = np.random.default_rng(0).normal(size=(batch, L, H)).astype("float32")
+    layer.build(x.shape)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        x = jax.numpy.asarray(x)
+        trainable = [v.value for v in layer.trainable_variables]
+        fixed = [v.value for v in layer.non_trainable_variables]
+
+        def loss(params, inp):
+            y, _ = layer.stateless_call(params, fixed, inp, training=True)
+            return y.sum()
+
+        grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+        return lambda: grad(trainable, x), lambda out: jax.block_until_ready(out)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+
+        @tf.function(jit_compile=False)
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.reduce_sum(layer(x, training=True))
+            return y, tape.gradient(y, layer.trainable_variables + [x])
+
+        return step, lambda out: [t.numpy() for t in tf.nest.flatten(out) if t is not None]
+    import torch
+
+    x = torch.tensor(x, requires_grad=True)
+
+    def step():
+        for v in layer.trainable_variables:
+            v.value.grad = None
+        y = layer(x, training=True).sum()
+        y.backward()
+        return y
+
+    return step, lambda out: (torch.cuda.synchronize() if torch.cuda.is_available() else None)
+
+
+def torch_reference_step(batch, H, n, L):
+    """Plain PyTorch S4D (the reference module's math), on the GPU when there is one."""
+    import math
+
+    import torch
+    from torch import nn
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+
+    class ReferenceS4D(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.log_dt = nn.Parameter(
+                torch.rand(H) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)
+            )
+            self.C = nn.Parameter(torch.view_as_real(torch.randn(H, n // 2, dtype=torch.cfloat)))
+            k = torch.arange(n // 2)
+            self.log_A_real = nn.Parameter(torch.log(0.5 * torch.ones(H, n // 2)))
+            self.A_imag = nn.Parameter((n / math.pi) * (n / (2 * k + 1) - 1) * torch.ones(H, 1))
+            self.D = nn.Parameter(torch.randn(H))
+            self.output_linear = nn.Sequential(nn.Conv1d(H, 2 * H, kernel_size=1), nn.GLU(dim=-2))
+
+        def kernel(self, length):
+            dt = torch.exp(self.log_dt)
+            C = torch.view_as_complex(self.C)
+            A = -torch.exp(self.log_A_real) + 1j * self.A_imag
+            dtA = A * dt.unsqueeze(-1)
+            powers = torch.exp(dtA.unsqueeze(-1) * torch.arange(length, device=A.device))
+            C = C * (torch.exp(dtA) - 1.0) / A
+            return 2 * torch.einsum("hn,hnl->hl", C, powers).real
+
+        def forward(self, u):  # (B, H, L)
+            length = u.size(-1)
+            k_f = torch.fft.rfft(self.kernel(length), n=2 * length)
+            u_f = torch.fft.rfft(u, n=2 * length)
+            y = torch.fft.irfft(u_f * k_f, n=2 * length)[..., :length]
+            y = y + u * self.D.unsqueeze(-1)
+            return self.output_linear(nn.functional.gelu(y))
+
+    module = ReferenceS4D().to(device)
+    x = torch.randn(batch, H, L, device=device, requires_grad=True)
+
+    def step():
+        module.zero_grad(set_to_none=True)
+        y = module(x).sum()
+        y.backward()
+        return y
+
+    sync = (lambda out: torch.cuda.synchronize()) if device == "cuda" else (lambda out: None)
+    return step, sync
+
+
+def gpu_peak_bytes(impl):
+    """Peak device memory where the implementation runs on a GPU, else None."""
+    try:
+        if impl in ("torch", "torch-reference"):
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.max_memory_allocated()
+        elif impl == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform == "gpu":
+                return device.memory_stats().get("peak_bytes_in_use")
+        elif impl == "tensorflow":
+            import tensorflow as tf
+
+            if tf.config.list_physical_devices("GPU"):
+                return tf.config.experimental.get_memory_info("GPU:0")["peak"]
+    except Exception:  # memory statistics are best effort on exotic devices
+        return None
+    return None
+
+
+def worker(args):
+    batch, H, n, L = args.size
+    if args.impl == "torch-reference":
+        step, sync = torch_reference_step(batch, H, n, L)
+    else:
+        step, sync = keras_step(args.layer, batch, H, n, L)
+    times, rss_peak = time_passes(step, args.warmup, args.repeats, sync)
+    gpu_peak = gpu_peak_bytes(args.impl)
+    print(json.dumps({
+        "impl": args.impl, "layer": "s4d" if args.impl == "torch-reference" else args.layer,
+        "size": args.size, "median_s": statistics.median(times), "min_s": min(times),
+        "peak_bytes": gpu_peak if gpu_peak is not None else rss_peak,
+        "memory": "gpu" if gpu_peak is not None else "cpu-rss",
+    }))
+
+
+def run_one(impl, layer, size, args):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
+    if impl != "torch-reference":
+        env["KERAS_BACKEND"] = impl
+    cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--layer", layer,
+           "--size", ",".join(map(str, size)), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return {"impl": impl, "layer": layer, "size": list(size), "error": tail[0][:200]}
+    return json.loads(lines[-1])
+
+
+def installed(impl):
+    return importlib.util.find_spec({"torch-reference": "torch"}.get(impl, impl)) is not None
+
+
+def parse_size(text):
+    parts = [int(p) for p in text.split(",")]
+    if len(parts) != 4 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"--sizes takes batch,H,n,L with positive integers, got {text!r}")
+    return parts
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS),
+                        help="implementations to run (default: every installed one)")
+    parser.add_argument("--layers", nargs="+", choices=("s4d", "s4"), default=["s4d"],
+                        help="keras_ssm layers to time (the torch reference is S4D)")
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=DEFAULT_SIZES,
+                        help="batch,H,n,L tuples (default: the three sizes of the issue)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed passes first (compilation)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    parser.add_argument("--layer", default="s4d", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=parse_size, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    rows = []
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print("| layer | implementation | batch, H, n, L | fwd+bwd median (ms) | peak memory (MiB) | speed-up vs torch-reference | memory vs torch-reference |")
+    print("|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        reference = run_one("torch-reference", "s4d", size, args) if installed("torch") else None
+        jobs = [(impl, layer) for layer in args.layers for impl in args.backends if impl != "torch-reference"]
+        results = ([reference] if reference and "torch-reference" in args.backends else []) + [
+            run_one(impl, layer, size, args) for impl, layer in jobs if installed(impl)
+        ]
+        for row in results:
+            rows.append(row)
+            label = ", ".join(map(str, size))
+            if "error" in row:
+                print(f"| {row['layer']} | {row['impl']} | {label} | failed: {row['error']} | | | |")
+                continue
+            ok_ref = reference is not None and "error" not in reference
+            speed = f"{reference['median_s'] / row['median_s']:.2f}x" if ok_ref else "-"
+            memory = f"{row['peak_bytes'] / max(reference['peak_bytes'], 1):.3f}" if ok_ref else "-"
+            print(f"| {row['layer']} | {row['impl']} | {label} | {1e3 * row['median_s']:.1f} | "
+                  f"{row['peak_bytes'] / 2**20:.0f} ({row['memory']}) | {speed} | {memory} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from keras_ssm.layers.base import ArrayInitializer, BaseSSM
+from keras_ssm.layers.block import SSMBlock
+from keras_ssm.layers.s4d import S4D

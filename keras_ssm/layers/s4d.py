@@ -1,0 +1,125 @@
+"""S4D: the diagonal structured state space layer (Gu, Gupta, Goel, Re 2022)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_ssm.layers.base import ArrayInitializer, BaseSSM, complex_from_pairs
+from keras_ssm.ops.diagonal import (
+    complex_multiply,
+    discretize_diagonal,
+    discretize_diagonal_numpy,
+    vandermonde_kernel,
+)
+from keras_ssm.ops.init import initial_eigenvalues
+
+MIN_DECAY = 1e-4  # Re(a) <= -MIN_DECAY keeps |lambda| < 1 and dB finite however training moves log_a_real.
+
+
+@keras.saving.register_keras_serializable(package="keras_ssm")
+class S4D(BaseSSM):
+    """Diagonal state space layer: (batch, length, H) -> (batch, length, H).
+
+    Per feature h, N/2 complex modes a_n = -exp(log_a_real) + i a_imag (one of each conjugate pair),
+    B = 1, step dt = exp(log_dt), discretized by ZOH or bilinear into lambda = dA and dB. The kernel
+
+        K[h, l] = 2 Re( sum_n C[h, n] dB[h, n] lambda[h, n]^l ),   l = 0..L-1
+
+    is applied by FFT convolution, plus the skip D u, then (optionally) GELU, dropout and a gated
+    position-wise Dense(2H) + GLU as in the reference S4D module.
+
+    Args:
+        n: state size N (even, >= 2); N/2 complex modes are stored.
+        init: eigenvalue initialisation, one of "inv", "lin", "real", "legs", "random".
+        trainable_eigenvalues: False freezes log_a_real, a_imag and (by default) log_dt: the
+            reservoir-computing setting. C, D and the output mixing still train.
+        trainable_dt: whether log_dt trains; None follows `trainable_eigenvalues`.
+        dt_min, dt_max: log-uniform range of the initial step sizes.
+        discretization: "zoh" or "bilinear".
+        bidirectional: add an anticausal kernel (own C, shared eigenvalues) on future inputs.
+        dropout: rate of the channel dropout after the activation.
+        activation: activation after the SSM (None for none).
+        gated_output: apply Dense(2H) + GLU at the end. `activation=None, gated_output=False`
+            gives the pure linear SSM y = K * u + D u.
+        seed: integer seed of every random initial value.
+
+    Call arguments: inputs (batch, length, H); mask (batch, length) booleans, padded positions are
+    zeroed before the convolution and the mask is propagated.
+    """
+
+    def _build_state_matrix(self, H):
+        a = initial_eigenvalues(self.init, self.n, num_channels=H, seed=self._next_seed())
+        self.log_a_real = self.add_weight(
+            name="log_a_real",
+            shape=a.shape,
+            initializer=ArrayInitializer(np.log(-a.real)),
+            trainable=self.trainable_eigenvalues,
+        )
+        self.a_imag = self.add_weight(
+            name="a_imag",
+            shape=a.shape,
+            initializer=ArrayInitializer(a.imag),
+            trainable=self.trainable_eigenvalues,
+        )
+
+    is_diagonal = True
+
+    @property
+    def eigenvalue_variables(self):
+        return [self.log_dt, self.log_a_real, self.a_imag]
+
+    def _continuous_eigenvalues(self):
+        a_real = ops.minimum(-ops.exp(ops.cast(self.log_a_real, "float32")), -MIN_DECAY)
+        return a_real, ops.cast(self.a_imag, "float32")
+
+    def _discrete(self):
+        """(log|lambda|, arg lambda, Re dB, Im dB), each (H, N/2) float32."""
+        a_real, a_imag = self._continuous_eigenvalues()
+        dt = ops.exp(ops.cast(self.log_dt, "float32"))
+        return discretize_diagonal(dt, a_real, a_imag, self.discretization)
+
+    def convolution_kernel(self, length):
+        log_mag, angle, db_re, db_im = self._discrete()
+        C = ops.cast(self.C, "float32")
+        w_re, w_im = complex_multiply(C[..., 0], C[..., 1], db_re[None], db_im[None])
+        return vandermonde_kernel(w_re, w_im, log_mag, angle, length)
+
+    def state_shape(self, batch_size):
+        return (batch_size, self.features, self.n // 2, 2)
+
+    def _recurrence(self, u, state):
+        """s_t = lambda s_{t-1} + dB u_t,  y_t = 2 Re(sum_n C s_t)."""
+        log_mag, angle, db_re, db_im = self._discrete()
+        mag = ops.exp(log_mag)
+        s_re, s_im = complex_multiply(state[..., 0], state[..., 1], mag * ops.cos(angle), mag * ops.sin(angle))
+        s_re = s_re + db_re * u[..., None]
+        s_im = s_im + db_im * u[..., None]
+        C = ops.cast(self.C[0], "float32")
+        y = 2.0 * ops.sum(C[..., 0] * s_re - C[..., 1] * s_im, axis=-1)
+        return y, ops.stack([s_re, s_im], axis=-1)
+
+    # numpy views (float64) for analysis ----------------------------------------------------------
+    def continuous_eigenvalues(self):
+        """a = Re + i Im as used by the layer, complex128 (H, N/2)."""
+        self._check_built()
+        a_real = np.minimum(-np.exp(np.asarray(self.log_a_real.numpy(), np.float64)), -MIN_DECAY)
+        return a_real + 1j * np.asarray(self.a_imag.numpy(), np.float64)
+
+    def _discrete_numpy(self):
+        dt = np.exp(np.asarray(self.log_dt.numpy(), np.float64))
+        return discretize_diagonal_numpy(dt, self.continuous_eigenvalues(), self.discretization)
+
+    def discrete_eigenvalues(self):
+        """Discrete eigenvalues lambda = dA, one of each conjugate pair: complex128 (H, N/2)."""
+        return self._discrete_numpy()[0]
+
+    def discrete_state_space(self):
+        """(dA, dB, C) as complex128 numpy arrays: (H, N/2, N/2) diagonal, (H, N/2), (channels, H, N/2).
+
+        The real output is y_t = 2 Re(C x_t) + D u_t with x_t = dA x_{t-1} + dB u_t.
+        """
+        lam, db = self._discrete_numpy()
+        dA = np.zeros(lam.shape + (lam.shape[-1],), dtype=np.complex128)
+        idx = np.arange(lam.shape[-1])
+        dA[:, idx, idx] = lam
+        return dA, db, complex_from_pairs(self.C.numpy())

@@ -1,0 +1,183 @@
+"""Diagonal state space math in real arithmetic with keras.ops (runs on every backend and device).
+
+Complex numbers are written as (real, imag) pairs of float32 tensors. A discrete eigenvalue
+lambda = exp(log_magnitude + i * angle) is carried in log-polar form, so its powers
+lambda^l = exp(l * log_magnitude) * (cos(l * angle) + i sin(l * angle)) need no complex dtype.
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def check_discretization(method):
+    if method not in DISCRETIZATIONS:
+        raise ValueError(f"`discretization` must be one of {DISCRETIZATIONS}, got {method!r}.")
+
+
+def discretize_diagonal(dt, a_real, a_imag, method):
+    """Discretize x' = a x + u (B = 1) with step dt, per channel and mode.
+
+    ZOH:      lambda = exp(dt a),                       dB = (exp(dt a) - 1) / a
+    bilinear: lambda = (1 + dt a / 2) / (1 - dt a / 2), dB = dt / (1 - dt a / 2)
+
+    Args:
+        dt: (H,) positive step sizes.
+        a_real, a_imag: (H, M) real and imaginary parts of the continuous eigenvalues (a_real < 0).
+        method: "zoh" or "bilinear".
+
+    Returns:
+        (log_magnitude, angle, db_real, db_imag), each (H, M), with lambda = exp(log_magnitude + i angle)
+        and the angle wrapped into [-pi, pi).
+    """
+    check_discretization(method)
+    dt = dt[:, None]
+    x_re, x_im = dt * a_real, dt * a_imag
+    if method == "zoh":
+        log_mag, angle = x_re, x_im
+        mag = ops.exp(x_re)
+        num_re, num_im = mag * ops.cos(x_im) - 1.0, mag * ops.sin(x_im)
+        db_re, db_im = complex_divide(num_re, num_im, a_real, a_imag)
+    else:
+        num_re, num_im = 1.0 + 0.5 * x_re, 0.5 * x_im
+        den_re, den_im = 1.0 - 0.5 * x_re, -0.5 * x_im
+        log_mag = 0.5 * (
+            ops.log(num_re * num_re + num_im * num_im) - ops.log(den_re * den_re + den_im * den_im)
+        )
+        angle = ops.arctan2(num_im, num_re) - ops.arctan2(den_im, den_re)
+        db_re, db_im = complex_divide(dt, ops.zeros_like(den_im), den_re, den_im)
+    return log_mag, wrap_angle(angle), db_re, db_im
+
+
+def wrap_angle(angle):
+    """Map angles to [-pi, pi); lambda is unchanged and later products l * angle stay small."""
+    two_pi = 2.0 * math.pi
+    return angle - two_pi * ops.floor((angle + math.pi) / two_pi)
+
+
+def complex_divide(a_re, a_im, b_re, b_im):
+    """(a_re + i a_im) / (b_re + i b_im) = (a conj(b)) / |b|^2, elementwise."""
+    denom = b_re * b_re + b_im * b_im
+    return (a_re * b_re + a_im * b_im) / denom, (a_im * b_re - a_re * b_im) / denom
+
+
+def complex_multiply(a_re, a_im, b_re, b_im):
+    return a_re * b_re - a_im * b_im, a_re * b_im + a_im * b_re
+
+
+def eigenvalue_powers(log_magnitude, angle, exponents):
+    """lambda^e for every mode and exponent: (..., M) and (E,) -> two (..., M, E) tensors."""
+    scale = ops.exp(log_magnitude[..., None] * exponents)
+    phase = angle[..., None] * exponents
+    return scale * ops.cos(phase), scale * ops.sin(phase)
+
+
+def power_chunk_size(length):
+    """Chunk c of the power decomposition l = c*j + i: a power of two near sqrt(length)."""
+    return 1 << max(0, math.ceil(math.log2(max(1.0, math.sqrt(length)))))
+
+
+def vandermonde_kernel(weight_re, weight_im, log_magnitude, angle, length):
+    """K[c, h, l] = 2 Re( sum_m W[c, h, m] lambda[h, m]^l ),  l = 0..length-1.
+
+    Powers are split as lambda^(c j + i) = lambda^(c j) * lambda^i, so the sum over modes becomes a
+    batched matrix product of a (J, M) and an (M, c) factor per channel: no (H, M, L) tensor is ever
+    formed (memory O(H M (J + c) + H L) with J c >= L and c ~ sqrt(L)), and only H M (J + c)
+    exponentials are evaluated instead of H M L.
+
+    Args:
+        weight_re, weight_im: (C, H, M) mode weights, e.g. C * dB.
+        log_magnitude, angle: (H, M) discrete eigenvalues in log-polar form, angle in [-pi, pi).
+        length: kernel length L (python int, or a scalar tensor when unknown at trace time).
+
+    Returns:
+        (C, H, L) float32 kernel.
+    """
+    if isinstance(length, int):
+        chunk = power_chunk_size(length)
+        num_chunks = -(-length // chunk)
+    else:  # length only known at run time (e.g. a tf.function with unknown sequence length)
+        chunk = 64
+        num_chunks = (length + chunk - 1) // chunk
+    inner_re, inner_im = eigenvalue_powers(
+        log_magnitude, angle, ops.arange(chunk, dtype="float32")
+    )
+    # The outer powers use lambda^c in log-polar form, re-wrapped so the products j * angle stay small.
+    outer_re, outer_im = eigenvalue_powers(
+        chunk * log_magnitude, wrap_angle(chunk * angle), ops.arange(num_chunks, dtype="float32")
+    )
+    x_re, x_im = complex_multiply(
+        weight_re[..., None], weight_im[..., None], outer_re[None], outer_im[None]
+    )
+    kernel = 2.0 * (
+        ops.einsum("chmj,hmi->chji", x_re, inner_re) - ops.einsum("chmj,hmi->chji", x_im, inner_im)
+    )
+    shape = ops.shape(kernel)
+    return ops.reshape(kernel, (shape[0], shape[1], -1))[..., :length]
+
+
+def fft_length(length):
+    """Smallest n >= 2 * length with no prime factor above 5 (fast for every FFT library)."""
+    n = 2 * length
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+def fft_convolution(u, causal_kernel, anticausal_kernel=None):
+    """Linear (non-circular) convolution of each channel with its kernel via real FFTs.
+
+    y[t] = sum_{j<=t} K[j] u[t-j]  +  sum_{m>=0} K2[m] u[t+1+m]   (second term only if K2 is given)
+
+    The anticausal kernel K2 sees strictly future inputs (the present is covered by K[0] and the skip D).
+    Both kernels go into one length-n kernel (K2 reversed at the end), so a bidirectional layer costs the
+    same FFTs as a causal one; n >= 2L avoids wrap-around.
+
+    Args:
+        u: (B, H, L) float32.
+        causal_kernel: (H, L).
+        anticausal_kernel: optional (H, L).
+
+    Returns:
+        (B, H, L) float32.
+    """
+    length = u.shape[-1]
+    n = fft_length(length) if isinstance(length, int) else 2 * ops.shape(u)[-1]
+    if anticausal_kernel is not None:
+        gap = ops.zeros((ops.shape(causal_kernel)[0], n - 2 * ops.shape(u)[-1]), dtype=u.dtype)
+        kernel = ops.concatenate([causal_kernel, gap, ops.flip(anticausal_kernel, axis=-1)], axis=-1)
+    else:
+        kernel = causal_kernel
+    k_re, k_im = ops.rfft(pad_last_axis(kernel, n), fft_length=n)
+    u_re, u_im = ops.rfft(pad_last_axis(u, n), fft_length=n)
+    y = ops.irfft(complex_multiply(u_re, u_im, k_re, k_im), fft_length=n)
+    return y[..., : ops.shape(u)[-1]]
+
+
+def pad_last_axis(x, n):
+    """Zero-pad the last axis of x to length n."""
+    pad = n - ops.shape(x)[-1]
+    return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, pad]])
+
+
+def discretize_diagonal_numpy(dt, a, method):
+    """float64 numpy twin of `discretize_diagonal` for analysis: returns complex (lambda, dB), (H, M).
+
+    Args:
+        dt: (H,) step sizes; a: (H, M) complex continuous eigenvalues.
+    """
+    check_discretization(method)
+    x = np.asarray(dt, dtype=np.float64)[:, None] * a
+    if method == "zoh":
+        lam = np.exp(x)
+        return lam, (lam - 1.0) / a
+    den = 1.0 - 0.5 * x
+    return (1.0 + 0.5 * x) / den, np.asarray(dt, dtype=np.float64)[:, None] / den
