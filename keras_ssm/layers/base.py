@@ -6,7 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_ssm.ops.diagonal import DISCRETIZATIONS, fft_convolution
+from keras_ssm.ops.diagonal import fft_convolution
+from keras_ssm.ops.discrete import DISCRETIZATIONS
 from keras_ssm.ops.init import EIGENVALUE_INITS, _check_state_size
 
 

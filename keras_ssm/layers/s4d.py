@@ -8,9 +8,9 @@ from keras_ssm.layers.base import ArrayInitializer, BaseSSM, complex_from_pairs
 from keras_ssm.ops.diagonal import (
     complex_multiply,
     discretize_diagonal,
-    discretize_diagonal_numpy,
     vandermonde_kernel,
 )
+from keras_ssm.ops.discrete import discretize_diagonal_numpy
 from keras_ssm.ops.init import initial_eigenvalues
 
 MIN_DECAY = 1e-4  # Re(a) <= -MIN_DECAY keeps |lambda| < 1 and dB finite however training moves log_a_real.
@@ -107,7 +107,7 @@ class S4D(BaseSSM):
 
     def _discrete_numpy(self):
         dt = np.exp(np.asarray(self.log_dt.numpy(), np.float64))
-        return discretize_diagonal_numpy(dt, self.continuous_eigenvalues(), self.discretization)
+        return discretize_diagonal_numpy(dt[:, None], self.continuous_eigenvalues(), self.discretization)
 
     def discrete_eigenvalues(self):
         """Discrete eigenvalues lambda = dA, one of each conjugate pair: complex128 (H, N/2)."""

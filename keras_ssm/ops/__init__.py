@@ -1,14 +1,38 @@
-"""Pure functions for SSM math: keras.ops (call time, every backend) and numpy (init and analysis time)."""
+"""Pure functions for SSM math.
 
-from keras_ssm.ops.diagonal import (
-    DISCRETIZATIONS,
-    complex_divide,
-    complex_multiply,
-    discretize_diagonal,
-    discretize_diagonal_numpy,
-    eigenvalue_powers,
-    fft_convolution,
-    fft_length,
-    vandermonde_kernel,
-)
-from keras_ssm.ops.init import EIGENVALUE_INITS, hippo_legs, initial_eigenvalues, nplr_legs
+`keras_ssm.ops.diagonal` (and `dplr`): keras.ops, used at call time on every backend.
+`keras_ssm.ops.init`: numpy, used at build time. Names load on first use so that numpy-only
+callers do not import keras.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "EIGENVALUE_INITS": "init",
+    "hippo_legs": "init",
+    "initial_eigenvalues": "init",
+    "nplr_legs": "init",
+    "DISCRETIZATIONS": "discrete",
+    "complex_divide": "diagonal",
+    "complex_multiply": "diagonal",
+    "discretize_diagonal": "diagonal",
+    "discretize_diagonal_numpy": "discrete",
+    "eigenvalue_powers": "diagonal",
+    "fft_convolution": "diagonal",
+    "fft_length": "diagonal",
+    "vandermonde_kernel": "diagonal",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"keras_ssm.ops.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_ssm.ops' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -7,15 +7,9 @@ lambda^l = exp(l * log_magnitude) * (cos(l * angle) + i sin(l * angle)) need no 
 
 import math
 
-import numpy as np
 from keras import ops
 
-DISCRETIZATIONS = ("zoh", "bilinear")
-
-
-def check_discretization(method):
-    if method not in DISCRETIZATIONS:
-        raise ValueError(f"`discretization` must be one of {DISCRETIZATIONS}, got {method!r}.")
+from keras_ssm.ops.discrete import DISCRETIZATIONS, check_discretization  # noqa: F401 (re-exported)
 
 
 def discretize_diagonal(dt, a_real, a_imag, method):
@@ -166,18 +160,3 @@ def pad_last_axis(x, n):
     """Zero-pad the last axis of x to length n."""
     pad = n - ops.shape(x)[-1]
     return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, pad]])
-
-
-def discretize_diagonal_numpy(dt, a, method):
-    """float64 numpy twin of `discretize_diagonal` for analysis: returns complex (lambda, dB), (H, M).
-
-    Args:
-        dt: (H,) step sizes; a: (H, M) complex continuous eigenvalues.
-    """
-    check_discretization(method)
-    x = np.asarray(dt, dtype=np.float64)[:, None] * a
-    if method == "zoh":
-        lam = np.exp(x)
-        return lam, (lam - 1.0) / a
-    den = 1.0 - 0.5 * x
-    return (1.0 + 0.5 * x) / den, np.asarray(dt, dtype=np.float64)[:, None] / den
