@@ -1,3 +1,4 @@
 from keras_ssm.layers.base import ArrayInitializer, BaseSSM
 from keras_ssm.layers.block import SSMBlock
 from keras_ssm.layers.s4d import S4D
+from keras_ssm.layers.s4 import S4

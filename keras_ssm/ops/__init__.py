@@ -1,6 +1,6 @@
 """Pure functions for SSM math.
 
-`keras_ssm.ops.diagonal` (and `dplr`): keras.ops, used at call time on every backend.
+`keras_ssm.ops.diagonal` and `keras_ssm.ops.dplr`: keras.ops, used at call time on every backend.
 `keras_ssm.ops.init`: numpy, used at build time. Names load on first use so that numpy-only
 callers do not import keras.
 """
@@ -21,6 +21,9 @@ _EXPORTS = {
     "fft_convolution": "diagonal",
     "fft_length": "diagonal",
     "vandermonde_kernel": "diagonal",
+    "dplr_kernel": "dplr",
+    "conjugate_pair_cauchy": "dplr",
+    "bilinear_dplr_dense": "dplr",
 }
 
 __all__ = sorted(_EXPORTS)

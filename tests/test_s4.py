@@ -1,0 +1,298 @@
+"""S4 layer (DPLR state matrix): kernel against brute-force float64 dense matrices built here
+independently, HiPPO-LegS initialisation, equality with S4D when P = 0, step mode, discrete
+eigenvalues, freezing, serialization, argument errors, gradients. Backend: KERAS_BACKEND."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+
+import keras_ssm
+from keras_ssm.layers.s4 import S4
+from keras_ssm.ops.init import hippo_legs, nplr_legs
+
+
+def to_numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def inputs(batch=2, length=40, features=6, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, length, features)).astype("float32")
+
+
+def pairs_to_complex(variable):
+    x = np.asarray(variable.numpy(), dtype=np.float64)
+    return x[..., 0] + 1j * x[..., 1]
+
+
+def full_complex_system(layer):
+    """Dense float64 system on the conjugate-expanded complex state, from the raw variables only.
+
+    A = diag([Lambda, conj Lambda]) - sum_j [P_j; conj P_j][P_j; conj P_j]^*,  B = [B; conj B],
+    C = [C, conj C], bilinear: dA = (I - dt/2 A)^{-1} (I + dt/2 A), dB = (I - dt/2 A)^{-1} dt B.
+
+    Returns:
+        A (H, N, N), dA (H, N, N), dB (H, N), C (channels, H, N), all complex128.
+    """
+    lam = -np.exp(layer.log_a_real.numpy().astype(np.float64)) + 1j * layer.a_imag.numpy().astype(np.float64)
+    P, B, C = pairs_to_complex(layer.P), pairs_to_complex(layer.B), pairs_to_complex(layer.C)
+    dt = np.exp(layer.log_dt.numpy().astype(np.float64))
+    H, M = lam.shape
+    A = np.zeros((H, 2 * M, 2 * M), dtype=np.complex128)
+    dA = np.zeros_like(A)
+    dB = np.zeros((H, 2 * M), dtype=np.complex128)
+    eye = np.eye(2 * M)
+    for h in range(H):
+        A[h] = np.diag(np.concatenate([lam[h], lam[h].conj()]))
+        for j in range(P.shape[0]):
+            p = np.concatenate([P[j, h], P[j, h].conj()])
+            A[h] -= np.outer(p, p.conj())
+        left = eye - 0.5 * dt[h] * A[h]
+        dA[h] = np.linalg.solve(left, eye + 0.5 * dt[h] * A[h])
+        dB[h] = np.linalg.solve(left, dt[h] * np.concatenate([B[h], B[h].conj()]))
+    return A, dA, dB, np.concatenate([C, C.conj()], axis=-1)
+
+
+def brute_force_kernel(layer, length):
+    """K[c, h, l] = Re(C dA^l dB), summed step by step in float64."""
+    _, dA, dB, C = full_complex_system(layer)
+    x = dB.copy()
+    kernel = np.zeros(C.shape[:2] + (length,))
+    for step in range(length):
+        kernel[..., step] = np.real(np.einsum("chn,hn->ch", C, x))
+        x = np.einsum("hnm,hm->hn", dA, x)
+    return kernel
+
+
+def randomise_dplr(layer, seed=0):
+    """Move P, B, Lambda and C away from their initial values (a 'trained' DPLR system)."""
+    rng = np.random.default_rng(seed)
+    for var, scale in ((layer.P, 0.5), (layer.B, 0.5), (layer.a_imag, 0.3), (layer.C, 0.5)):
+        var.assign(var.numpy() + scale * rng.normal(size=var.shape).astype("float32"))
+
+
+def assert_kernels_close(got, expected, atol=2e-5):
+    scale = np.abs(expected).max(axis=-1, keepdims=True)
+    np.testing.assert_allclose(got / scale, expected / scale, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "init, rank, bidirectional, randomise",
+    [("legs", 1, False, False), ("legs", 2, True, True), ("inv", 1, False, False), ("real", 1, True, True)],
+)
+def test_kernel_matches_brute_force_dense_float64(init, rank, bidirectional, randomise):
+    layer = S4(n=8, init=init, rank=rank, bidirectional=bidirectional, dt_min=1e-2, dt_max=0.5, seed=3)
+    layer.build((None, None, 3))
+    if randomise:
+        randomise_dplr(layer)
+    for length in (48, 29):  # the second length differs from the first call
+        got = layer.kernel(length)
+        expected = brute_force_kernel(layer, length)
+        assert got.shape == ((2,) if bidirectional else ()) + (3, length)
+        assert_kernels_close(got, expected if bidirectional else expected[0])
+
+
+def test_kernel_is_exact_when_the_state_has_not_decayed_within_the_length():
+    """Small dt and a short length: dA^L is far from 0, so the truncation factor (I - dA^L) matters."""
+    layer = S4(n=8, dt_min=1e-3, dt_max=2e-3, seed=0)
+    layer.build((None, None, 3))
+    expected = brute_force_kernel(layer, 48)[0]
+    _, dA, _, _ = full_complex_system(layer)
+    assert np.abs(np.linalg.eigvals(dA)).max() ** 48 > 0.9
+    assert_kernels_close(layer.kernel(48), expected)
+
+
+def test_legs_init_is_the_hippo_legs_matrix():
+    n = 8
+    layer = S4(n=n, seed=0)
+    layer.build((None, None, 2))
+    A, _, _, _ = full_complex_system(layer)
+    B = pairs_to_complex(layer.B)
+    V = nplr_legs(n)[3]
+    W = np.concatenate([V, V.conj()], axis=1)  # unitary basis change of the conjugate-expanded state
+    A_legs, B_legs = hippo_legs(n)
+    for h in range(2):
+        np.testing.assert_allclose(W @ A[h] @ W.conj().T, A_legs, atol=1e-5)
+        np.testing.assert_allclose(W @ np.concatenate([B[h], B[h].conj()]), B_legs, atol=1e-5)
+
+
+def test_with_p_zero_equals_s4d_bilinear():
+    x = inputs(length=48, features=3)
+    s4 = S4(n=8, init="inv", bidirectional=True, seed=1)
+    s4d = keras_ssm.S4D(n=8, init="inv", discretization="bilinear", bidirectional=True, seed=2)
+    s4.build(x.shape)
+    s4d.build(x.shape)
+    assert np.all(s4.P.numpy() == 0.0)
+    np.testing.assert_array_equal(pairs_to_complex(s4.B), 1.0)
+    for source, target in ((s4d.log_dt, s4.log_dt), (s4d.log_a_real, s4.log_a_real),
+                           (s4d.a_imag, s4.a_imag), (s4d.C, s4.C), (s4d.D, s4.D),
+                           (s4d.output_dense.kernel, s4.output_dense.kernel),
+                           (s4d.output_dense.bias, s4.output_dense.bias)):
+        target.assign(source.numpy())
+    assert_kernels_close(s4.kernel(48), s4d.kernel(48), atol=2e-5)
+    np.testing.assert_allclose(to_numpy(s4(x)), to_numpy(s4d(x)), atol=2e-5)
+
+
+@pytest.mark.parametrize("rank, gated", [(1, True), (2, False)])
+def test_convolution_equals_step_mode(rank, gated):
+    x = inputs(length=48, features=3)
+    layer = S4(n=8, rank=rank, gated_output=gated, activation="gelu" if gated else None,
+               dt_min=1e-2, dt_max=0.2, seed=1)
+    layer.build(x.shape)
+    if rank == 2:
+        randomise_dplr(layer)
+    y = to_numpy(layer(x))
+    state = layer.get_initial_state(x.shape[0])
+    assert tuple(state.shape) == (2, 3, 8)
+    steps = []
+    for t in range(x.shape[1]):
+        y_t, state = layer.step(x[:, t], state)
+        steps.append(to_numpy(y_t))
+    np.testing.assert_allclose(np.stack(steps, axis=1), y, atol=2e-5, rtol=1e-4)
+
+
+def test_discrete_state_space_is_the_documented_real_system():
+    layer = S4(n=8, rank=2, bidirectional=True, dt_min=1e-2, dt_max=0.5, seed=0)
+    layer.build((None, None, 3))
+    randomise_dplr(layer, seed=1)
+    dA, dB, C = layer.discrete_state_space()
+    assert dA.shape == (3, 8, 8) and dB.shape == (3, 8) and C.shape == (2, 3, 8)
+    assert dA.dtype == dB.dtype == C.dtype == np.float64
+    x, kernel = dB.copy(), np.zeros((2, 3, 30))
+    for step in range(30):
+        kernel[..., step] = np.einsum("chn,hn->ch", C, x)
+        x = np.einsum("hnm,hm->hn", dA, x)
+    assert_kernels_close(kernel, brute_force_kernel(layer, 30), atol=1e-9)
+
+
+@pytest.mark.parametrize("init, randomise", [("legs", False), ("legs", True), ("lin", False)])
+def test_discrete_eigenvalues_are_those_of_the_dense_discrete_matrix(init, randomise):
+    layer = S4(n=8, init=init, dt_min=1e-2, dt_max=0.5, seed=0)
+    layer.build((None, None, 3))
+    if randomise:
+        randomise_dplr(layer)
+    got = layer.discrete_eigenvalues()
+    assert got.shape == (3, 8) and got.dtype == np.complex128
+    assert np.all(np.abs(got) < 1.0)
+    _, dA, _, _ = full_complex_system(layer)
+    for h in range(3):
+        expected = np.linalg.eigvals(dA[h])
+        distance = np.abs(got[h][:, None] - expected[None, :])
+        # every eigenvalue has a partner in the other set (and back): a sorted, pairing-free comparison
+        assert distance.min(axis=1).max() < 1e-6 and distance.min(axis=0).max() < 1e-6
+        np.testing.assert_allclose(np.sort(got[h].real), np.sort(expected.real), atol=1e-6)
+    if init == "legs" and not randomise:
+        dt = np.exp(layer.log_dt.numpy().astype(np.float64))[:, None]
+        k = np.arange(1, 9)
+        legs = np.sort((1 - dt * k / 2) / (1 + dt * k / 2), axis=-1)
+        # HiPPO-LegS eigenvalues are real; float32 storage of Lambda and P perturbs them slightly.
+        np.testing.assert_allclose(got, legs, atol=1e-3)
+
+
+def _regression_model(layer, length=48, features=3):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((length, features))
+    out = layer(inp)
+    model = keras.Model(inp, keras.layers.Dense(1)(out))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    return model
+
+
+def _fit_a_few_steps(model, length=48, features=3):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, length, features)).astype("float32")
+    y = np.cumsum(x, axis=1)[..., :1].astype("float32")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_frozen_eigenvalues_are_bit_identical_after_fit_and_gradients_are_finite(trainable):
+    # rank 2 (one zero column), bidirectional and a wide dt range: the finiteness check covers them all
+    layer = S4(n=8, rank=2, bidirectional=True, dt_min=1e-4, dt_max=1.0, trainable_eigenvalues=trainable, seed=0)
+    model = _regression_model(layer)
+    assert any(v is layer.B for v in layer.ssm_variables)
+    assert not any(v is layer.B for v in layer.eigenvalue_variables)
+    assert any(v is layer.P for v in layer.eigenvalue_variables)
+    eig0 = [v.numpy().copy() for v in layer.eigenvalue_variables]
+    lam0 = layer.discrete_eigenvalues()
+    others0 = [v.numpy().copy() for v in (layer.B, layer.C, layer.D, layer.output_dense.kernel)]
+    _fit_a_few_steps(model)
+    for v, before in zip(layer.eigenvalue_variables, eig0):
+        if trainable:
+            assert np.abs(v.numpy() - before).max() > 1e-6, v.path
+        else:
+            assert np.array_equal(v.numpy(), before), v.path
+    if not trainable:
+        assert np.array_equal(layer.discrete_eigenvalues(), lam0)
+    for v, before in zip((layer.B, layer.C, layer.D, layer.output_dense.kernel), others0):
+        assert np.abs(v.numpy() - before).max() > 1e-6, v.path
+    for v in layer.weights:
+        assert np.isfinite(v.numpy()).all(), v.path
+
+
+def test_unknown_length_at_trace_time_matches_eager_call():
+    """A model with a None length (tensorflow traces it with a dynamic length) gives the eager result."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, 3))
+    layer = S4(n=8, activation=None, gated_output=False, seed=0)
+    model = keras.Model(inp, layer(inp))
+    for length in (48, 29):  # the second predict call retraces with a None length on tensorflow
+        x = inputs(length=length, features=3)
+        np.testing.assert_allclose(model.predict(x, batch_size=2, verbose=0), to_numpy(layer(x)), atol=1e-5)
+
+
+def test_save_load_round_trip(tmp_path):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((48, 3))
+    h = keras_ssm.SSMBlock(S4(n=8, rank=2, bidirectional=True, trainable_eigenvalues=False,
+                              dropout=0.1, seed=4), norm="batch", prenorm=False, dropout=0.1)(inp)
+    model = keras.Model(inp, keras.layers.Dense(2)(h))
+    x = inputs(length=48, features=3)
+    expected = to_numpy(model(x))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(to_numpy(loaded(x)), expected)
+    ssm = loaded.layers[1].layer
+    assert isinstance(ssm, S4) and not ssm.is_diagonal
+    assert ssm.rank == 2 and ssm.init == "legs" and ssm.bidirectional and ssm.trainable_eigenvalues is False
+    assert not any(v.trainable for v in ssm.eigenvalue_variables)
+
+
+def test_mixed_bfloat16_runs_and_stays_finite():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        layer = S4(n=8, bidirectional=True, seed=0)
+        y = keras_ssm.SSMBlock(layer, norm="layer")(inputs(length=48, features=3))
+        assert layer.P.dtype == "float32" and layer.B.dtype == "float32"
+        assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+        assert np.isfinite(to_numpy(ops.cast(y, "float32"))).all()
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_get_config_round_trip():
+    layer = S4(n=6, init="real", rank=2, trainable_eigenvalues=False, trainable_dt=True,
+               dt_min=1e-4, dt_max=0.5, activation=None, gated_output=False, seed=7)
+    config = layer.get_config()
+    assert config["rank"] == 2 and config["discretization"] == "bilinear"
+    assert S4.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 7}, "`n`"),
+        ({"rank": 3}, "`rank`"),
+        ({"rank": 0}, "`rank`"),
+        ({"rank": True}, "`rank`"),
+        ({"discretization": "zoh"}, "`discretization` must be 'bilinear'"),
+        ({"init": "hippo"}, "`init`"),
+        ({"dt_min": 0.1, "dt_max": 0.1}, "`dt_min` must be < `dt_max`"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        S4(**kwargs)
