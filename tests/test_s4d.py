@@ -309,3 +309,29 @@ def test_learns_sklearn_digits_pixel_by_pixel():
     model.fit(x_train, y_train, epochs=15, batch_size=32, verbose=0)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     assert accuracy >= 0.90, accuracy
+
+
+def test_seed_gives_the_same_initial_values_on_every_backend():
+    layer = keras_ssm.S4D(n=8, dt_min=1e-3, dt_max=1e-1, seed=11)
+    layer.build((None, None, 5))
+    rng = np.random.default_rng(11)  # the layer's documented source of random initial values
+    expected_log_dt = rng.uniform(np.log(1e-3), np.log(1e-1), size=5)
+    np.testing.assert_allclose(layer.log_dt.numpy(), expected_log_dt.astype("float32"))
+    again = keras_ssm.S4D(n=8, dt_min=1e-3, dt_max=1e-1, seed=11)
+    again.build((None, None, 5))
+    for a, b in zip(layer.weights, again.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_set_random_seed_makes_unseeded_layers_reproducible():
+    def initial_weights(seed):
+        keras.utils.set_random_seed(seed)
+        layer = keras_ssm.S4D(n=8, init="random")
+        layer.build((None, None, 3))
+        return {w.name: w.numpy() for w in layer.weights}
+
+    first, second, other = initial_weights(5), initial_weights(5), initial_weights(6)
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name])
+    assert not np.array_equal(first["C"], other["C"])
+    assert not np.array_equal(first["a_imag"], other["a_imag"])

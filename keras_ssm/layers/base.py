@@ -98,7 +98,10 @@ class BaseSSM(keras.layers.Layer):
         self.gated_output = gated_output
         self.seed = seed
         self.supports_masking = True
-        self._rng = np.random.default_rng(seed)
+        # Every random initial value is drawn from this numpy generator, so a seed gives the same
+        # layer on every backend; without a seed it follows numpy's global state, which
+        # keras.utils.set_random_seed sets.
+        self._rng = np.random.default_rng(seed if seed is not None else np.random.randint(2**31 - 1))
 
     @property
     def channels(self):
@@ -119,28 +122,27 @@ class BaseSSM(keras.layers.Layer):
                 f"{type(self).__name__} needs a known feature dimension (last axis), got shape {tuple(input_shape)}."
             )
         self.features = H = int(input_shape[-1])
+        log_dt = self._rng.uniform(math.log(self.dt_min), math.log(self.dt_max), size=(H,))
         self.log_dt = self.add_weight(
-            name="log_dt",
-            shape=(H,),
-            initializer=keras.initializers.RandomUniform(
-                math.log(self.dt_min), math.log(self.dt_max), seed=self._next_seed()
-            ),
-            trainable=self.trainable_dt,
+            name="log_dt", shape=(H,), initializer=ArrayInitializer(log_dt), trainable=self.trainable_dt
         )
         self._build_state_matrix(H)
+        c_shape = (self.channels, H, self._output_modes, 2)
         self.C = self.add_weight(
-            name="C",
-            shape=(self.channels, H, self._output_modes, 2),
-            initializer=keras.initializers.RandomNormal(stddev=math.sqrt(0.5), seed=self._next_seed()),
+            name="C", shape=c_shape, initializer=ArrayInitializer(self._rng.normal(0.0, math.sqrt(0.5), c_shape))
         )
-        self.D = self.add_weight(
-            name="D", shape=(H,), initializer=keras.initializers.RandomNormal(seed=self._next_seed())
-        )
+        self.D = self.add_weight(name="D", shape=(H,), initializer=ArrayInitializer(self._rng.normal(size=(H,))))
         self.dropout_layer = keras.layers.SpatialDropout1D(
             self.dropout, seed=self._next_seed(), dtype=self.dtype_policy
         )
         if self.gated_output:
-            self.output_dense = keras.layers.Dense(2 * H, name="output_dense", dtype=self.dtype_policy)
+            glorot_limit = math.sqrt(6.0 / (H + 2 * H))
+            self.output_dense = keras.layers.Dense(
+                2 * H,
+                kernel_initializer=ArrayInitializer(self._rng.uniform(-glorot_limit, glorot_limit, (H, 2 * H))),
+                name="output_dense",
+                dtype=self.dtype_policy,
+            )
             self.output_dense.build((None, None, H))
 
     @property
