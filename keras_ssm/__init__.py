@@ -23,8 +23,10 @@ _EXPORTS = {
     "empirical_memory_function": "keras_ssm.memory",
     "plot_memory_functions": "keras_ssm.memory",
     "plot_memory_comparison": "keras_ssm.memory",
+    "find_ssm_layers": "keras_ssm.memory",
+    "SSMAdamW": "keras_ssm.optimizers",
 }
-_SUBMODULES = ("layers", "memory", "ops")
+_SUBMODULES = ("layers", "memory", "ops", "optimizers")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

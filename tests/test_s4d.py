@@ -167,7 +167,7 @@ def test_save_load_round_trip(tmp_path):
     inp = keras.Input((20, 4))
     h = keras_ssm.SSMBlock(keras_ssm.S4D(n=8, bidirectional=True, trainable_eigenvalues=False,
                                          init="legs", discretization="bilinear", dropout=0.1, seed=4),
-                           norm="batch", prenorm=False, dropout=0.1)(inp)
+                           norm="batch", prenorm=False, dropout=0.1, norm_momentum=0.8)(inp)
     model = keras.Model(inp, keras.layers.Dense(2)(h))
     x = inputs(length=20, features=4)
     expected = to_numpy(model(x))
@@ -175,6 +175,7 @@ def test_save_load_round_trip(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(to_numpy(loaded(x)), expected)
+    assert loaded.layers[1].norm_layer.momentum == 0.8
     ssm = loaded.layers[1].layer
     assert isinstance(ssm, keras_ssm.S4D)
     assert ssm.trainable_eigenvalues is False and ssm.init == "legs" and ssm.bidirectional

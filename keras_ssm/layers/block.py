@@ -17,9 +17,12 @@ class SSMBlock(keras.layers.Layer):
         norm: "batch" (BatchNormalization over batch and length, padded positions excluded) or "layer".
         prenorm: normalise before the SSM (True) or after the residual sum (False).
         dropout: channel dropout rate on the SSM branch.
+        norm_momentum: momentum of BatchNormalization's moving statistics. The default 0.9 is the
+            reference training's (PyTorch's momentum 0.1); Keras' own 0.99 needs ~1000 steps to forget
+            the initial statistics, which leaves short runs evaluating with stale ones.
     """
 
-    def __init__(self, layer, norm="layer", prenorm=True, dropout=0.0, **kwargs):
+    def __init__(self, layer, norm="layer", prenorm=True, dropout=0.0, norm_momentum=0.9, **kwargs):
         super().__init__(**kwargs)
         if isinstance(layer, dict):
             layer = keras.saving.deserialize_keras_object(layer)
@@ -31,12 +34,17 @@ class SSMBlock(keras.layers.Layer):
             raise ValueError(f"`prenorm` must be True or False, got {prenorm!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+        if not 0.0 <= norm_momentum < 1.0:
+            raise ValueError(f"`norm_momentum` must be in [0, 1), got {norm_momentum!r}.")
         self.layer = layer
         self.norm = norm
         self.prenorm = prenorm
         self.dropout = float(dropout)
+        self.norm_momentum = float(norm_momentum)
         if norm == "batch":
-            self.norm_layer = keras.layers.BatchNormalization(name="norm", dtype=self.dtype_policy)
+            self.norm_layer = keras.layers.BatchNormalization(
+                momentum=self.norm_momentum, name="norm", dtype=self.dtype_policy
+            )
         else:
             self.norm_layer = keras.layers.LayerNormalization(name="norm", dtype=self.dtype_policy)
         self.dropout_layer = keras.layers.SpatialDropout1D(self.dropout, dtype=self.dtype_policy)
@@ -78,6 +86,7 @@ class SSMBlock(keras.layers.Layer):
                 "norm": self.norm,
                 "prenorm": self.prenorm,
                 "dropout": self.dropout,
+                "norm_momentum": self.norm_momentum,
             }
         )
         return config

@@ -1,0 +1,89 @@
+"""Optimizers for SSM models: the SSM parameters on their own learning rate, without weight decay.
+
+The reference S4/S4D training gives the SSM parameters (A, dt, B) a smaller learning rate and no
+weight decay. Keras has no per-variable learning rate, so :class:`SSMAdamW` scales the learning rate
+inside ``update_step`` for the variables whose ``path`` is registered as an SSM variable, and excludes
+them from the decoupled weight decay. Both hooks (``update_step`` and ``_use_weight_decay``) are the
+ones every backend's training step goes through, including the JAX trainer's ``stateless_apply``
+(which runs ``apply`` on the real ``keras.Variable`` objects inside a ``StatelessScope``).
+"""
+
+import math
+
+import keras
+
+from keras_ssm.memory.models import find_ssm_layers
+
+
+@keras.saving.register_keras_serializable(package="keras_ssm")
+class SSMAdamW(keras.optimizers.AdamW):
+    """AdamW where the variables named in ``ssm_variable_paths`` use ``ssm_lr_scale * learning_rate`` and no decay.
+
+    For an ordinary variable ``w`` with gradient ``g`` at step ``t`` (learning rate ``lr_t`` from the
+    schedule), the update is Keras AdamW's:
+
+        w <- w - lr_t * weight_decay * w                         (decoupled weight decay)
+        w <- w - lr_t * sqrt(1 - b2^t) / (1 - b1^t) * m_t / (sqrt(v_t) + eps)
+
+    For an SSM variable the decay step is skipped and ``lr_t`` is replaced by ``ssm_lr_scale * lr_t``,
+    so with a warmup + cosine schedule peaking at ``lr`` the SSM variables follow the same schedule
+    shape peaking at ``ssm_lr = ssm_lr_scale * lr``.
+
+    Args:
+        ssm_variable_paths: ``variable.path`` of each SSM variable (see :func:`ssm_variable_paths`).
+        ssm_lr_scale: ratio ``ssm_lr / lr`` (> 0).
+        **kwargs: the arguments of ``keras.optimizers.AdamW``.
+    """
+
+    def __init__(self, ssm_variable_paths=(), ssm_lr_scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(ssm_variable_paths, str) or not all(isinstance(p, str) for p in ssm_variable_paths):
+            raise ValueError(f"`ssm_variable_paths` must be a list of variable paths, got {ssm_variable_paths!r}.")
+        if not isinstance(ssm_lr_scale, (int, float)) or not math.isfinite(ssm_lr_scale) or ssm_lr_scale <= 0:
+            raise ValueError(f"`ssm_lr_scale` must be a finite number > 0, got {ssm_lr_scale!r}.")
+        self.ssm_variable_paths = tuple(ssm_variable_paths)
+        self.ssm_lr_scale = float(ssm_lr_scale)
+        self._ssm_path_set = frozenset(self.ssm_variable_paths)
+
+    def build(self, var_list):
+        # Backends hand update_step different objects for the same variable (a keras.Variable, or the
+        # tf.Variable inside it on TensorFlow); _var_key maps both to one key.
+        self._ssm_var_keys = frozenset(self._var_key(v) for v in var_list if v.path in self._ssm_path_set)
+        super().build(var_list)
+
+    def is_ssm_variable(self, variable) -> bool:
+        """Whether ``variable`` (one the optimizer was built with) gets the SSM learning rate and no decay."""
+        if getattr(variable, "path", None) in self._ssm_path_set:
+            return True
+        return self._var_key(variable) in getattr(self, "_ssm_var_keys", ())
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.is_ssm_variable(variable):
+            learning_rate = learning_rate * self.ssm_lr_scale
+        super().update_step(gradient, variable, learning_rate)
+
+    def _use_weight_decay(self, variable):
+        if self.is_ssm_variable(variable):
+            return False
+        return super()._use_weight_decay(variable)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"ssm_variable_paths": list(self.ssm_variable_paths), "ssm_lr_scale": self.ssm_lr_scale})
+        return config
+
+
+def ssm_variable_paths(model) -> list[str]:
+    """Paths of the SSM variables (``layer.ssm_variables`` of every SSM layer) of a built model."""
+    paths = []
+    for layer in find_ssm_layers(model):
+        paths.extend(v.path for v in layer.ssm_variables if v.path not in paths)
+    return paths
+
+
+def ssm_variable_paths(model):
+    """Paths of the SSM variables (``layer.ssm_variables`` of every S4/S4D layer) of a built model."""
+    paths = []
+    for layer in find_ssm_layers(model).values():
+        paths.extend(v.path for v in layer.ssm_variables if v.path not in paths)
+    return paths
