@@ -273,7 +273,8 @@ def test_api_errors():
         load_task_arrays("digits", "train", resolution=32)
     with pytest.raises(ValueError, match="batch_size"):
         load_task("digits", "train", batch_size=0)
-    assert set(TASKS) == {"listops", "text", "retrieval", "image", "pathfinder", "pathx", "digits"}
+    assert set(TASKS) == {"listops", "text", "retrieval", "image", "pathfinder", "pathx", "digits",
+                          "delayed_recall", "delayed_recall_short"}
     assert task_options("pathx")["difficulty"] == 14 and "resolution" not in task_options("pathx")
 
 

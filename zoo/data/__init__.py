@@ -8,6 +8,7 @@
     ds, info = load_task("pathfinder", "train", num_examples=20_000) # generated Pathfinder-32, difficulty 14
     ds, info = load_task("pathx", "train", data_dir="~/lra_release") # official Path-X
     ds, info = load_task("digits", "train")                          # sklearn digits, offline, tiny
+    ds, info = load_task("delayed_recall", "train", delay=100)       # synthetic memory task
 
 Every dataset yields (x, y) batches with y int32 (batch,) and x int32 (batch, seq_len) token ids padded
 with 0 to exactly seq_len, or float32 (batch, seq_len, 1) for real-valued encodings, or for retrieval
@@ -42,6 +43,11 @@ pathx       = pathfinder at resolution 128 (seq_len 16384); same options except 
 digits      scikit-learn load_digits (1797 real 8x8 images), seq_len 64, stratified 70/15/15 split by
             data_seed. Options: encoding ["real": (v/16 - 0.5)/0.5 | "tokens": id = v + 1, vocab 18],
             data_seed [0].
+delayed_recall        synthetic memory task (zoo.data.delayed_recall): seq_len i.i.d. uniform symbols 0..K-1,
+delayed_recall_short  label = the symbol at position seq_len-1-delay; generated, not cached. Options:
+            delay [200 | short variant: 4], seq_len [256], num_classes [8] (K), num_train [4000],
+            num_val [500], num_test [1000], encoding ["tokens": id = s + 1, vocab K + 1 | "real":
+            2 s/(K-1) - 1], data_seed [0].
 
 Caching: generated sets and processed arrays live in ``cache_dir`` (default ``$KERAS_SSM_DATA`` or
 ``~/.cache/keras_ssm/data``), keyed by every generator parameter and seed, or by the source files'

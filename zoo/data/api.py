@@ -13,7 +13,8 @@ import numpy as np
 from ._common import SplitData, check_choice, check_positive_int, logger, resolve_cache_dir
 from .pipeline import InputEncoding
 
-TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "digits")
+TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "digits", "delayed_recall",
+         "delayed_recall_short")
 SPLITS = ("train", "val", "test")
 ENCODINGS = ("tokens", "real")
 
@@ -42,7 +43,7 @@ class TaskInfo:
 
 
 def _defaults(name: str) -> dict:
-    from . import digits, image, listops, pathfinder, retrieval, text
+    from . import delayed_recall, digits, image, listops, pathfinder, retrieval, text
 
     return {
         "listops": listops.LISTOPS_OPTIONS,
@@ -52,6 +53,7 @@ def _defaults(name: str) -> dict:
         "pathfinder": pathfinder.PATHFINDER_OPTIONS,
         "pathx": pathfinder.PATHX_OPTIONS,
         "digits": digits.DIGITS_OPTIONS,
+        **delayed_recall.TASK_OPTIONS,
     }[name]
 
 
@@ -85,6 +87,10 @@ def _resolve_options(name: str, options: dict) -> dict:
         from .pathfinder import RESOLUTIONS
 
         check_choice("resolution", resolved["resolution"], RESOLUTIONS)
+    if "delay" in resolved:
+        from .delayed_recall import check_delayed_recall_options
+
+        check_delayed_recall_options(resolved["delay"], resolved["seq_len"], resolved["num_classes"])
     return resolved
 
 
@@ -134,6 +140,15 @@ def load_task_arrays(name: str, split: str, *, data_dir=None, cache_dir=None, **
                                                    resolution=resolution, **opts)
         encoding, vocab_size, num_classes = (pathfinder.pathfinder_encoding(encoding_name), pathfinder.VOCAB_SIZE,
                                              pathfinder.NUM_CLASSES)
+    elif name in ("delayed_recall", "delayed_recall_short"):
+        from . import delayed_recall
+
+        opts = dict(opts)
+        encoding_name = opts.pop("encoding")
+        data, seq_len = delayed_recall.load_delayed_recall(split, **opts)
+        num_classes = int(opts["num_classes"])
+        encoding = delayed_recall.delayed_recall_encoding(encoding_name, num_classes)
+        vocab_size = delayed_recall.vocab_size(num_classes)
     else:  # digits
         from . import digits
 

@@ -1,0 +1,230 @@
+"""Model builders of the zoo: SSM sequence classifiers for the LRA tasks.
+
+Single-input tasks::
+
+    tokens (batch, L) int32 -> Embedding(vocab, H, mask_zero=True)        [or real (batch, L, F) -> Dense(H)]
+      -> num_layers x SSMBlock(S4D|S4(n=d_state, bidirectional), norm, prenorm, dropout)
+      -> final norm (prenorm only) -> masked mean over time -> Dense(num_classes) logits
+
+Two-input tasks (retrieval): the same encoder, shared, on each document -> e1, e2 (batch, H), then
+``[e1, e2, e1 * e2, e1 - e2]`` (batch, 4H) -> Dense(H, gelu) -> Dense(num_classes) logits.
+
+The padding mask (token id 0) flows from the embedding through every block (zeroed inputs to the
+convolution, batch statistics over real positions) into the mean pooling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+import keras_ssm
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The input side of a task as the model needs it (a subset of ``zoo.data.TaskInfo``)."""
+
+    seq_len: int
+    vocab_size: int | None
+    n_features: int | None
+    num_classes: int
+    two_inputs: bool = False
+
+
+# Nominal LRA shapes (lra.md), used to build a preset's model without its data (parameter counts).
+# Token vocabularies include the pad id 0: listops 10 digits + 4 operators + "]" + pad = 16;
+# bytes 256 + pad = 257; pixels 256 + pad = 257; digits 17 intensities + pad = 18.
+_NOMINAL = {
+    "listops": dict(seq_len=2000, vocab_size=16, num_classes=10),
+    "text": dict(seq_len=4096, vocab_size=257, num_classes=2),
+    "retrieval": dict(seq_len=4000, vocab_size=257, num_classes=2, two_inputs=True),
+    "image": dict(seq_len=1024, vocab_size=257, num_classes=10),
+    "pathfinder": dict(seq_len=1024, vocab_size=257, num_classes=2),
+    "pathx": dict(seq_len=16384, vocab_size=257, num_classes=2),
+    "digits": dict(seq_len=64, vocab_size=18, num_classes=10),
+    # 8 symbols + pad (zoo.data.delayed_recall defaults)
+    "delayed_recall": dict(seq_len=256, vocab_size=9, num_classes=8),
+    "delayed_recall_short": dict(seq_len=256, vocab_size=9, num_classes=8),
+}
+
+
+def nominal_input_spec(task: str, data_options: dict | None = None) -> InputSpec:
+    """The nominal input shape of ``task`` (LRA sizes), honouring ``max_length`` and ``encoding`` options.
+
+    For building and counting parameters without loading data; training uses the loader's TaskInfo.
+    """
+    if task not in _NOMINAL:
+        raise ValueError(f"`task` must be one of {tuple(_NOMINAL)}, got {task!r}.")
+    options = data_options or {}
+    spec = dict(_NOMINAL[task])
+    spec.setdefault("two_inputs", False)
+    for key in ("max_length", "seq_len"):
+        if key in options:
+            spec["seq_len"] = int(options[key])
+    if task.startswith("delayed_recall") and "num_classes" in options:
+        spec["num_classes"] = int(options["num_classes"])
+        spec["vocab_size"] = spec["num_classes"] + 1
+    if options.get("encoding") == "real":
+        spec["vocab_size"], spec["n_features"] = None, 1
+    else:
+        spec["n_features"] = None
+    return InputSpec(**spec)
+
+
+def input_spec_from_info(info) -> InputSpec:
+    """InputSpec from a ``zoo.data.TaskInfo`` (or anything with the same attributes)."""
+    return InputSpec(seq_len=int(info.seq_len), vocab_size=info.vocab_size, n_features=info.n_features,
+                     num_classes=int(info.num_classes), two_inputs=bool(info.two_inputs))
+
+
+def make_ssm_layer(config, index: int):
+    """The SSM layer of block ``index``: keras_ssm.S4D or keras_ssm.S4 with the config's settings."""
+    kwargs = dict(
+        n=config.d_state,
+        init=config.init,
+        trainable_eigenvalues=config.trainable_eigenvalues,
+        dt_min=config.dt_min,
+        dt_max=config.dt_max,
+        discretization=config.discretization,
+        bidirectional=config.bidirectional,
+        dropout=config.dropout,
+        seed=config.seed * 1000 + index,  # layers draw their own numpy seeds; keep runs reproducible
+        name=f"ssm{index}",
+    )
+    if config.model == "s4d":
+        return keras_ssm.S4D(**kwargs)
+    if config.model == "s4":
+        return keras_ssm.S4(rank=config.rank, **kwargs)
+    raise ValueError(f"`model` must be 's4d' or 's4', got {config.model!r}.")
+
+
+def _norm_layer(norm: str, name: str, momentum: float):
+    if norm == "batch":
+        return keras.layers.BatchNormalization(momentum=momentum, name=name)
+    return keras.layers.LayerNormalization(name=name)
+
+
+def _input(spec: InputSpec, name: str):
+    if spec.vocab_size is not None:
+        return keras.Input(shape=(spec.seq_len,), dtype="int32", name=name)
+    return keras.Input(shape=(spec.seq_len, spec.n_features), dtype="float32", name=name)
+
+
+def _encode(x, config, spec: InputSpec):
+    """Input tensor -> pooled features (batch, d_model)."""
+    if spec.vocab_size is not None:
+        x = keras.layers.Embedding(spec.vocab_size, config.d_model, mask_zero=True, name="embedding")(x)
+    else:
+        x = keras.layers.Dense(config.d_model, name="input_projection")(x)
+    for i in range(config.num_layers):
+        x = keras_ssm.SSMBlock(make_ssm_layer(config, i), norm=config.norm, prenorm=config.prenorm,
+                               dropout=config.dropout, norm_momentum=config.norm_momentum, name=f"block{i}")(x)
+    if config.prenorm:
+        x = _norm_layer(config.norm, "final_norm", config.norm_momentum)(x)
+    if config.pooling == "last":
+        return LastStep(name="last_step")(x)
+    return keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
+
+
+@keras.saving.register_keras_serializable(package="keras_ssm_zoo")
+class LastStep(keras.layers.Layer):
+    """(batch, length, H) -> (batch, H): the features at the last position, or with a padding mask
+    (right padding) at the last unmasked position ``sum(mask) - 1`` (position 0 for all-padding rows)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return inputs[:, -1, :]
+        last = ops.maximum(ops.sum(ops.cast(mask, "int32"), axis=1) - 1, 0)
+        return ops.take_along_axis(inputs, last[:, None, None], axis=1)[:, 0, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+def build_model(config, spec) -> keras.Model:
+    """The classifier of ``config`` for inputs described by ``spec`` (InputSpec or zoo.data.TaskInfo).
+
+    Returns a built functional ``keras.Model`` producing logits (batch, num_classes); two inputs
+    ``[x1, x2]`` when ``spec.two_inputs``.
+    """
+    if not isinstance(spec, InputSpec):
+        spec = input_spec_from_info(spec)
+    if (spec.vocab_size is None) == (spec.n_features is None):
+        raise ValueError(f"An input spec needs exactly one of vocab_size / n_features, got {spec}.")
+    name = f"{config.task}_{config.model}"
+    if not spec.two_inputs:
+        inputs = _input(spec, "inputs")
+        pooled = _encode(inputs, config, spec)
+        logits = keras.layers.Dense(spec.num_classes, name="classifier")(pooled)
+        return keras.Model(inputs, logits, name=name)
+
+    encoder_input = _input(spec, "document")
+    encoder = keras.Model(encoder_input, _encode(encoder_input, config, spec), name="encoder")
+    x1, x2 = _input(spec, "document1"), _input(spec, "document2")
+    e1, e2 = encoder(x1), encoder(x2)
+    features = keras.layers.Concatenate(name="pair_features")(
+        [e1, e2, keras.layers.Multiply(name="product")([e1, e2]), keras.layers.Subtract(name="difference")([e1, e2])]
+    )
+    hidden = keras.layers.Dense(config.d_model, activation="gelu", name="head_hidden")(features)
+    logits = keras.layers.Dense(spec.num_classes, name="classifier")(hidden)
+    return keras.Model([x1, x2], logits, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+def iter_layers(layer):
+    """``layer`` and every layer nested in it (functional sub-models, wrappers such as SSMBlock), once each."""
+    seen = set()
+    stack = [layer]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        children = list(getattr(current, "_layers", None) or [])
+        inner = getattr(current, "layer", None)
+        if isinstance(inner, keras.layers.Layer):
+            children.append(inner)
+        stack.extend(reversed(children))
+
+
+def count_parameters(model) -> dict:
+    """Parameter counts of a built model.
+
+    Returns a dict with ``trainable``; ``frozen`` (non-trainable parameters other than normalisation
+    statistics, e.g. fixed eigenvalues); ``frozen_fraction = frozen / (trainable + frozen)``;
+    ``statistics`` (BatchNormalization moving means/variances, not parameters).
+    """
+    statistics_ids = {
+        id(v)
+        for layer in iter_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in layer.non_trainable_weights
+    }
+    trainable = sum(_size(v) for v in model.trainable_weights)
+    frozen = sum(_size(v) for v in model.non_trainable_weights if id(v) not in statistics_ids)
+    statistics = sum(_size(v) for v in model.non_trainable_weights if id(v) in statistics_ids)
+    total = trainable + frozen
+    return {
+        "trainable": trainable,
+        "frozen": frozen,
+        "frozen_fraction": frozen / total if total else 0.0,
+        "statistics": statistics,
+    }
+
+
+def _size(variable) -> int:
+    size = 1
+    for dim in variable.shape:
+        size *= int(dim)
+    return size

@@ -1,0 +1,179 @@
+"""Train a preconfigured SSM on a Long Range Arena task.
+
+    python zoo/train.py listops                      # quick CPU preset on generated ListOps
+    python zoo/train.py listops --preset full --model s4d --fixed-eigenvalues
+    python zoo/train.py image --preset small --data-dir ~/data/tfds --set lr=0.005
+
+Run ``python zoo/train.py --help`` for every flag. Rerunning an interrupted command resumes it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script (python zoo/train.py): import the `zoo` package from the repository root, and
+    # keep zoo/ itself off sys.path so its module names cannot shadow top-level packages.
+    _script_dir = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _script_dir]
+    sys.path.insert(0, str(_script_dir.parent))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+from zoo.configs import (  # noqa: E402
+    DEFAULT_PRESET,
+    FIELD_NAMES,
+    INITS,
+    MODELS,
+    PRESETS,
+    TASKS,
+    get_config,
+    load_json_overrides,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python zoo/train.py",
+        description=(
+            "Train the preconfigured S4D/S4 model for a Long Range Arena task. Settings are resolved as: "
+            "preset < --config JSON file < flags < --set KEY=VALUE. Outputs (config.json, history.csv, "
+            "tensorboard/, best.keras, checkpoints/, results.json, training_curves.png, "
+            "memory_functions.png) go to --output-dir; rerunning the same command resumes an interrupted run."
+        ),
+    )
+    parser.add_argument("task", choices=TASKS, help="LRA task (or 'digits', the scikit-learn digits stand-in).")
+    parser.add_argument("--preset", choices=PRESETS, default=None,
+                        help=f"model/data size: full = published LRA sizes, small = official '-small' sizes, "
+                             f"quick = minutes on a CPU (default: {DEFAULT_PRESET}).")
+    parser.add_argument("--model", choices=MODELS, default=None, help="SSM layer: keras_ssm.S4D or keras_ssm.S4.")
+    eig = parser.add_mutually_exclusive_group()
+    eig.add_argument("--fixed-eigenvalues", dest="trainable_eigenvalues", action="store_false", default=None,
+                     help="freeze the eigenvalues and dt (the reservoir setting); C, D and the rest still train.")
+    eig.add_argument("--trainable-eigenvalues", dest="trainable_eigenvalues", action="store_true", default=None,
+                     help="learn the eigenvalues and dt (the preset default).")
+    parser.add_argument("--init", choices=[i for i in INITS if i], default=None,
+                        help="eigenvalue initialisation (default: the layer's, 'inv' for S4D, 'legs' for S4).")
+    parser.add_argument("--dt-min", type=float, default=None, help="smallest initial step size dt.")
+    parser.add_argument("--dt-max", type=float, default=None, help="largest initial step size dt.")
+    parser.add_argument("--epochs", type=int, default=None, help="number of epochs (preset value if omitted).")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (preset value if omitted).")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of the non-SSM parameters.")
+    parser.add_argument("--ssm-lr", type=float, default=None,
+                        help="peak learning rate of the SSM parameters (A, dt, B; no weight decay).")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory with the official task files / prepared tfds data (default: generate "
+                             "ListOps and Pathfinder into the cache; see zoo.data).")
+    parser.add_argument("--cache-dir", default=None,
+                        help="data cache (default: $KERAS_SSM_DATA or ~/.cache/keras_ssm/data).")
+    parser.add_argument("--seed", type=int, default=None, help="random seed of weights, shuffling and dropout.")
+    parser.add_argument("--output-dir", default=None,
+                        help="run directory (default: runs/<task>-<preset>-<model>-<fixed|learned>-seed<k>).")
+    parser.add_argument("--config", default=None, metavar="FILE.json",
+                        help="JSON object of config keys overriding the preset (unknown keys are an error).")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key; VALUE is parsed as JSON when it can be (e.g. "
+                             "--set num_layers=4 --set data_options.max_length=200). Repeatable. "
+                             f"Keys: {', '.join(FIELD_NAMES)}.")
+    parser.add_argument("--distribute", choices=["data"], default=None,
+                        help="data-parallel training over all local devices (keras.distribution.DataParallel; "
+                             "JAX backend only).")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete an existing run in the output directory instead of resuming it.")
+    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
+                        help="Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit.")
+    return parser
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set_overrides(items) -> dict:
+    """['a=1', 'data_options.max_length=200'] -> {'a': 1, 'data_options': {'max_length': 200}}."""
+    overrides: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
+        value = _parse_value(value)
+        if key.startswith("data_options."):
+            option = key[len("data_options."):]
+            if not option:
+                raise ValueError(f"--set {item!r}: missing the data option name after 'data_options.'.")
+            overrides.setdefault("data_options", {})[option] = value
+        else:
+            overrides[key] = value
+    return overrides
+
+
+def resolve_config(args):
+    """The TrainConfig of parsed command-line ``args``."""
+    file_values = load_json_overrides(args.config) if args.config else {}
+    if "task" in file_values and file_values["task"] != args.task:
+        raise ValueError(f"--config sets task={file_values['task']!r} but the command line says {args.task!r}.")
+    if args.preset and "preset" in file_values and file_values["preset"] != args.preset:
+        raise ValueError(f"--config sets preset={file_values['preset']!r} but --preset is {args.preset!r}.")
+    preset = args.preset or file_values.get("preset", DEFAULT_PRESET)
+    config = get_config(args.task, preset)
+    if file_values:
+        config = config.replace(**file_values)
+    flags = {
+        "model": args.model,
+        "trainable_eigenvalues": args.trainable_eigenvalues,
+        "init": args.init,
+        "dt_min": args.dt_min,
+        "dt_max": args.dt_max,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "ssm_lr": args.ssm_lr,
+        "data_dir": args.data_dir,
+        "cache_dir": args.cache_dir,
+        "seed": args.seed,
+        "output_dir": args.output_dir,
+        "distribute": args.distribute,
+        "verbose": args.verbose,
+    }
+    config = config.replace(**{k: v for k, v in flags.items() if v is not None})
+    overrides = parse_set_overrides(args.set)
+    for key in ("task", "preset"):
+        if key in overrides:
+            raise ValueError(f"--set {key}=... is not allowed: give the task as the first argument and --preset.")
+    return config.replace(**overrides) if overrides else config
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = resolve_config(args)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.print_config:
+        print(config.to_json())
+        return 0
+
+    from zoo.callbacks import TrainingDivergedError
+    from zoo.training import RunDirectoryError, check_environment, train
+
+    try:
+        check_environment(config)
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        train(config, overwrite=args.overwrite)
+    except (TrainingDivergedError, RunDirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
