@@ -1,0 +1,345 @@
+"""KerasTuner sweeps (tuning/): search space, resumable sweeps, report, best.json with the zoo CLI."""
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuning.space import (
+    DIMENSIONS,
+    DT_MAX_POSITION,
+    DT_RATIO_MIN,
+    Choice,
+    Fixed,
+    LogRange,
+    SearchSpace,
+    build_search_space,
+    dt_max_from_position,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space: parsing, sampling, validation (no training).
+
+def test_space_file_and_flags_narrow_and_fix_dimensions(tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({"dt_min": [1e-4, 1e-2], "init": ["inv", "lin"], "trainable_eigenvalues": False}))
+    space = build_search_space(path, fix=["lr=0.005"], ranges=["dt_max=0.02,0.5"])
+    dims = space.dimensions
+    assert dims["dt_min"] == LogRange(1e-4, 1e-2)
+    assert dims["dt_max"] == LogRange(0.02, 0.5)
+    assert dims["init"] == Choice(("inv", "lin"))
+    assert dims["trainable_eigenvalues"] == Fixed(False)
+    assert dims["lr"] == Fixed(0.005)
+    assert space.searched == ("dt_min", "dt_max", "init")
+    # --range beats the file, --fix beats the default; the JSON form round-trips.
+    assert build_search_space(path, ranges=["init=real,legs,random"]).dimensions["init"] == Choice(("real", "legs", "random"))
+    assert SearchSpace.from_json_dict(space.to_json_dict()) == space
+    assert build_search_space(fix=["trainable_eigenvalues=false", "init=inv"]).searched == ("dt_min", "dt_max", "lr")
+
+
+def test_sampled_dt_max_stays_above_dt_min_and_inside_its_range():
+    import keras_tuner as kt
+
+    space = build_search_space(ranges=["dt_min=1e-3,0.5", "dt_max=0.01,0.2"])
+    hp = kt.HyperParameters()
+    space.declare(hp)
+    assert {h.name for h in hp.space} == {"dt_min", DT_MAX_POSITION, "init", "trainable_eigenvalues", "lr"}
+    assert max(h.max_value for h in hp.space if h.name == "dt_min") == pytest.approx(0.2 / DT_RATIO_MIN)
+    seen_low = seen_high = False
+    for seed in range(400):
+        values = {h.name: h.random_sample(seed * 7 + i) for i, h in enumerate(hp.space)}
+        v = space.values_for(values)
+        assert 1e-3 <= v["dt_min"] <= 0.2 / DT_RATIO_MIN * (1 + 1e-12)
+        assert v["dt_max"] >= DT_RATIO_MIN * v["dt_min"] * (1 - 1e-12)
+        assert 0.01 <= v["dt_max"] <= 0.2
+        assert v["init"] in ("inv", "lin", "legs", "real", "random")
+        seen_low |= v["dt_max"] < 0.02
+        seen_high |= v["dt_max"] > 0.15
+    assert seen_low and seen_high  # the whole dt_max range is reached
+    # The position maps monotonically onto [max(low, 1.01 dt_min), high] on a log scale.
+    assert dt_max_from_position(0.05, 0.0, 0.01, 0.2) == pytest.approx(0.05 * DT_RATIO_MIN)
+    assert dt_max_from_position(0.05, 1.0, 0.01, 0.2) == pytest.approx(0.2)
+    assert dt_max_from_position(1e-3, 0.5, 0.01, 0.16) == pytest.approx(0.04)
+
+
+def test_fixed_dimensions_are_recorded_as_fixed_hyperparameters():
+    import keras_tuner as kt
+
+    space = build_search_space(fix=["dt_min=0.002", "dt_max=0.05", "init=legs", "trainable_eigenvalues=true", "lr=0.01"])
+    hp = kt.HyperParameters()
+    values = space.declare(hp)
+    assert values == {"dt_min": 0.002, "dt_max": 0.05, "init": "legs", "trainable_eigenvalues": True, "lr": 0.01}
+    assert all(type(h).__name__ == "Fixed" for h in hp.space)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(fix=["dt_min=0.1", "dt_max=0.01"]), "dt_min must be < dt_max"),
+        (dict(fix=["dt_min=0.05", "dt_max=0.05"]), "dt_min must be < dt_max"),
+        (dict(ranges=["dt_min=0.2,0.5", "dt_max=0.01,0.1"]), "admit no dt_min < dt_max"),
+        (dict(fix=["dt_min=2"]), "admit no dt_min < dt_max"),
+        (dict(fix=["init=hippo"]), "unknown `init` 'hippo'; allowed: inv, lin, legs, real, random"),
+        (dict(ranges=["init=inv,bogus"]), "unknown `init` 'bogus'"),
+        (dict(fix=["d_model=8"]), "unknown search dimension 'd_model'"),
+        (dict(ranges=["dt_min=0,0.1"]), "`dt_min` values must be finite and > 0"),
+        (dict(ranges=["lr=0.1,0.01"]), "needs low <= high"),
+        (dict(ranges=["dt_max=0.1"]), "must be two numbers"),
+        (dict(fix=["trainable_eigenvalues=maybe"]), "expected true or false"),
+        (dict(fix=["init=inv"], ranges=["init=inv,lin"]), "both with --fix and --range"),
+        (dict(ranges=["init=inv,inv"]), "repeat a value"),
+    ],
+)
+def test_invalid_search_space_raises_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_search_space(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"dt_min": [1e-2, 1e-1], "dt_max": 1e-3}, "admit no dt_min < dt_max"),
+        ({"init": ["inv", "s4"]}, "unknown `init` 's4'"),
+        ({"dt_range": [1e-3, 1e-1]}, "unknown search dimension 'dt_range'"),
+        ({"trainable_eigenvalues": "no"}, "must be true or false"),
+        ({"lr": [1e-3, 1e-2, 1e-1]}, "must be two numbers"),
+        (["dt_min"], "must hold a JSON object"),
+    ],
+)
+def test_invalid_space_file_raises_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message):
+        build_search_space(path)
+
+
+def test_cli_rejects_invalid_bounds_before_any_trial(tmp_path, capsys):
+    from tuning.sweep import main
+
+    for argv in (["--fix", "dt_min=0.1", "--fix", "dt_max=0.01"], ["--fix", "init=unknown"],
+                 ["--range", "dt_min=1e-2,1e-3"], ["--set", "dt_min=0.01"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["digits", "--max-trials", "2", "--directory", str(tmp_path / "sweeps"), *argv])
+        assert exit_info.value.code == 2
+        assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_cli_help_documents_every_flag_when_run_as_a_script():
+    result = subprocess.run([sys.executable, "tuning/sweep.py", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--tuner", "--max-trials", "--preset", "--directory", "--project-name", "--seed", "--epochs",
+                 "--model", "--overwrite", "--space", "--fix", "--range", "--set"):
+        assert flag in result.stdout
+    assert "random,bayesian,hyperband" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps on a tiny digits model (1 block, H=16, N=8, 1 epoch): a first run of one trial, then the
+# same command with two trials (the "killed after the first trial and rerun" case).
+
+def tiny_base_config(**overrides):
+    from zoo.configs import get_config
+
+    values = dict(num_layers=1, d_model=16, d_state=8, epochs=1, batch_size=64, verbose=0, seed=0)
+    values.update(overrides)
+    return get_config("digits", "quick", **values)
+
+
+def read_trial(project, trial_id):
+    return json.loads((project / f"trial_{trial_id}" / "trial.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def digits_data():
+    from tuning.hypermodel import load_task_data
+
+    return load_task_data(tiny_base_config())
+
+
+@pytest.fixture(scope="module")
+def resumed_sweep(tmp_path_factory, digits_data):
+    from tuning.search import run_sweep
+
+    directory = tmp_path_factory.mktemp("sweeps")
+    base = tiny_base_config()
+    space = build_search_space(ranges=["dt_min=1e-3,1e-2", "dt_max=2e-2,0.5", "init=inv,lin,real"])
+    data = digits_data
+    first = run_sweep(base, space, tuner="random", max_trials=1, directory=directory, project_name="p", data=data)
+    project = first.project_dir
+    trial0_after_first = read_trial(project, "0")
+    memory0_after_first = (project / "trial_0" / "initial_memory.json").read_text()
+    second = run_sweep(base, space, tuner="random", max_trials=2, directory=directory, project_name="p", data=data)
+    return dict(base=base, space=space, data=data, directory=directory, project=project, first=first,
+                second=second, trial0=trial0_after_first, memory0=memory0_after_first)
+
+
+def test_rerun_keeps_the_finished_trial_and_runs_exactly_one_more(resumed_sweep):
+    project, first, second = resumed_sweep["project"], resumed_sweep["first"], resumed_sweep["second"]
+    assert not first.resumed and second.resumed
+    assert first.report["trials"] == 1 and second.report["trials"] == 2
+    assert sorted(p.name for p in project.glob("trial_*")) == ["trial_0", "trial_1"]
+    before, after = resumed_sweep["trial0"], read_trial(project, "0")
+    assert before["status"] == after["status"] == "COMPLETED"
+    assert after["score"] == before["score"]
+    assert after["hyperparameters"]["values"] == before["hyperparameters"]["values"]
+    assert after["metrics"] == before["metrics"]
+    assert (project / "trial_0" / "initial_memory.json").read_text() == resumed_sweep["memory0"]
+    new = read_trial(project, "1")
+    assert new["status"] == "COMPLETED" and math.isfinite(new["score"])
+    assert new["hyperparameters"]["values"] != before["hyperparameters"]["values"]
+
+
+def test_report_lists_every_trial_with_its_settings_objective_and_initial_memory(resumed_sweep):
+    project, space = resumed_sweep["project"], resumed_sweep["space"]
+    report = resumed_sweep["second"].report
+    with open(report["csv"], newline="") as f:
+        rows = {row["trial"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"0", "1"}
+    for trial_id, row in rows.items():
+        trial = read_trial(project, trial_id)
+        values = space.values_for(trial["hyperparameters"]["values"])
+        assert float(row["val_accuracy"]) == pytest.approx(trial["score"])
+        assert float(row["dt_min"]) == pytest.approx(values["dt_min"])
+        assert float(row["dt_max"]) == pytest.approx(values["dt_max"])
+        assert values["dt_min"] < values["dt_max"]
+        assert row["init"] == values["init"] and row["init"] in ("inv", "lin", "real")
+        assert row["eigenvalues"] == ("learned" if values["trainable_eigenvalues"] else "fixed")
+        assert float(row["lr"]) == pytest.approx(values["lr"])
+        memory = json.loads((project / f"trial_{trial_id}" / "initial_memory.json").read_text())
+        assert float(row["initial_mc"]) == pytest.approx(memory["memory_capacity"])
+        assert float(row["initial_memory_length"]) == pytest.approx(memory["memory_length"])
+        assert 0 < memory["memory_capacity"] <= 8  # at most the real state dimension N = 8
+    ordered = list(rows)
+    assert float(rows[ordered[0]]["val_accuracy"]) >= float(rows[ordered[1]]["val_accuracy"])  # best first
+
+    markdown = report["markdown"].read_text()
+    table_lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table_lines) == 3  # header + 2 trials
+    assert "initial_mc" in table_lines[0] and "dt_max" in table_lines[0]
+    assert report["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["best_trial"] == ordered[0]
+
+
+def test_initial_memory_is_that_of_the_untrained_model(resumed_sweep):
+    """The recorded summaries are those of a freshly built model with the trial's settings."""
+    from tuning.hypermodel import initial_memory_summary
+    from zoo.models import build_model, input_spec_from_info
+
+    project, base, space = resumed_sweep["project"], resumed_sweep["base"], resumed_sweep["space"]
+    record = json.loads((project / "trial_1" / "initial_memory.json").read_text())
+    values = space.values_for(read_trial(project, "1")["hyperparameters"]["values"])
+    assert record["values"] == values
+    model = build_model(base.replace(**values), input_spec_from_info(resumed_sweep["data"].info))
+    expected = initial_memory_summary(model, horizon=64)
+    assert record["horizon"] == 64  # digits: seq_len 64 < 1024
+    for key in ("memory_capacity", "memory_length", "memory_accuracy"):
+        assert record[key] == pytest.approx(expected[key], rel=1e-9)
+    metrics = read_trial(project, "1")["metrics"]["metrics"]
+    assert metrics["initial_memory_length"]["observations"][0]["value"][0] == pytest.approx(record["memory_length"])
+
+
+def test_best_json_trains_with_the_zoo_cli(resumed_sweep, tmp_path):
+    from zoo.configs import TrainConfig, load_json_overrides
+    from zoo.train import main as train_main
+
+    project, space = resumed_sweep["project"], resumed_sweep["space"]
+    best_path = resumed_sweep["second"].report["best_json"]
+    best_id = resumed_sweep["second"].report["best_trial"]
+    overrides = load_json_overrides(best_path)
+    best_values = space.values_for(read_trial(project, best_id)["hyperparameters"]["values"])
+    assert {key: overrides[key] for key in DIMENSIONS} == best_values  # JSON keeps floats exactly
+    assert TrainConfig.from_dict(overrides) == resumed_sweep["base"].replace(**best_values, verbose=1)
+
+    out = tmp_path / "run"
+    code = train_main(["digits", "--config", str(best_path), "--output-dir", str(out), "--verbose", "0"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_completed"] == 1 and 0.0 <= results["test_accuracy"] <= 1.0
+    trained = json.loads((out / "config.json").read_text())
+    for key in ("dt_min", "dt_max", "init", "trainable_eigenvalues", "lr", "num_layers", "d_model", "d_state"):
+        assert trained[key] == overrides[key]
+
+
+def test_a_different_sweep_in_the_same_project_is_refused(resumed_sweep):
+    from tuning.search import SweepProjectError, run_sweep
+
+    narrower = resumed_sweep["space"].updated({"init": Fixed("inv")})
+    with pytest.raises(SweepProjectError, match="space.init"):
+        run_sweep(resumed_sweep["base"], narrower, max_trials=3, directory=resumed_sweep["directory"],
+                  project_name="p", data=resumed_sweep["data"])
+    assert sorted(p.name for p in resumed_sweep["project"].glob("trial_*")) == ["trial_0", "trial_1"]
+
+
+def test_diverging_trials_fail_cleanly_and_stop_the_sweep(tmp_path, digits_data):
+    """lr = 1000 blows the loss up in the first epoch: each trial fails with the divergence message,
+    keeps its initial memory record, and the sweep stops after max_consecutive_failures."""
+    from tuning.search import run_sweep
+
+    space = build_search_space(fix=["lr=1000", "init=inv"])
+    result = run_sweep(tiny_base_config(epochs=2), space, max_trials=4, directory=tmp_path, project_name="p",
+                       max_consecutive_failures=2, data=digits_data)
+    assert result.stopped_early and "consecutive failures" in result.stopped_early
+    report = result.report
+    assert report["trials"] == 2 and report["completed"] == 0
+    assert report["best_json"] is None and report["plot"] is None
+    assert not (result.project_dir / "best.json").exists()
+    with open(report["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["status"] for row in rows] == ["FAILED", "FAILED"]
+    for row in rows:
+        assert row["message"].startswith("FailedTrialError: Training diverged")
+        assert float(row["lr"]) == 1000.0 and float(row["initial_memory_length"]) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sweep_killed_during_the_second_trial_resumes_it(tmp_path):
+    """A real kill: the CLI in a subprocess is killed once trial 0 is saved; the same command then
+    finishes trial 1 and keeps trial 0."""
+    command = [sys.executable, "tuning/sweep.py", "digits", "--max-trials", "2", "--epochs", "2",
+               "--directory", str(tmp_path), "--project-name", "killed", "--verbose", "0",
+               "--set", "num_layers=1", "--set", "d_model=16", "--set", "d_state=8",
+               "--range", "dt_min=1e-3,1e-2", "--fix", "init=inv"]
+    env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
+    project = tmp_path / "killed"
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if (project / "tuner0.json").exists() and (project / "trial_1").exists():
+                break
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("trial 0 did not finish in time")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    before = read_trial(project, "0")
+    assert before["status"] == "COMPLETED"
+    assert not (project / "trial_1" / "trial.json").exists() or read_trial(project, "1")["status"] == "RUNNING"
+
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Reloading Tuner" in result.stdout
+    after = read_trial(project, "0")
+    assert after["score"] == before["score"] and after["metrics"] == before["metrics"]
+    assert read_trial(project, "1")["status"] == "COMPLETED"
+    assert sorted(p.name for p in project.glob("trial_*")) == ["trial_0", "trial_1"]
+    assert "[trial 0]" not in result.stdout and "[trial 1]" in result.stdout
+    assert json.loads((project / "best.json").read_text())["init"] == "inv"

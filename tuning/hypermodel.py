@@ -1,0 +1,230 @@
+"""KerasTuner HyperModel of a zoo task: the zoo's model, optimizer and data with the trial's SSM settings.
+
+For a trial with values v = {dt_min, dt_max, init, trainable_eigenvalues, lr} (see
+:mod:`tuning.space`), the model is ``zoo.models.build_model(base_config.replace(**v), info)`` compiled
+with ``zoo.optim.make_optimizer`` (AdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
+SSM variables on ``ssm_lr`` without weight decay) and sparse categorical cross-entropy on logits;
+the data are ``zoo.data.load_task`` of the base config (train with full batches, val). The objective
+is ``val_accuracy``, best over the trial's epochs.
+
+Before training, :meth:`SSMHyperModel.build` records the memory functions of the freshly initialised
+SSM layers (``keras_ssm.memory.model_memory_functions`` with horizon ``min(seq_len,
+memory_horizon)``) and their summaries (:func:`initial_memory_summary`) in the trial directory
+(``trial_<id>/initial_memory.json``) and in the trial's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from tuning.space import SearchSpace
+from zoo.callbacks import DivergenceGuard, TrainingDivergedError
+from zoo.configs import TrainConfig
+from zoo.models import build_model, input_spec_from_info
+from zoo.optim import make_optimizer
+
+OBJECTIVE = "val_accuracy"
+INITIAL_MEMORY_FILE = "initial_memory.json"
+#: Memory length = lag by which this fraction of the memory capacity is reached.
+MEMORY_FRACTION = 0.9
+
+
+def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_FRACTION) -> dict:
+    """Memory-function summaries of every S4/S4D layer of ``model`` at ``horizon`` lags.
+
+    Per layer (channel means, ``keras_ssm.memory.memory_summary``): capacity MC = sum_k MF(k),
+    length = lag by which ``fraction`` of MC is reached, accuracy = mean MF over lags 0..length.
+
+    Returns:
+        {"horizon", "memory_capacity", "memory_length", "memory_accuracy" (means over all layers and
+        channels; every layer has the same number of channels), "layers": {path: per-layer summary}}.
+    """
+    from keras_ssm.memory import memory_summary, model_memory_functions
+
+    layers = {path: memory_summary(mf, fraction) for path, mf in model_memory_functions(model, horizon).items()}
+    mean = lambda key: float(np.mean([summary[key] for summary in layers.values()]))  # noqa: E731
+    return {
+        "horizon": int(horizon),
+        "memory_capacity": mean("capacity"),
+        "memory_length": mean("length"),
+        "memory_accuracy": mean("accuracy"),
+        "layers": layers,
+    }
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The datasets a sweep trains and validates on (loaded once per sweep)."""
+
+    train: object
+    val: object
+    info: object  # zoo.data.TaskInfo of the train split
+    val_info: object
+    steps_per_epoch: int
+
+    @property
+    def val_majority_rate(self) -> float:
+        counts = self.val_info.class_counts
+        return max(counts) / sum(counts)
+
+
+def load_task_data(config: TrainConfig) -> TaskData:
+    """Train (full batches only, shuffled with ``config.seed``) and val datasets of ``config``'s task."""
+    from zoo.data import load_task
+
+    common = dict(data_dir=config.data_dir, cache_dir=config.cache_dir, batch_size=config.batch_size,
+                  seed=config.seed, **config.data_options)
+    train, info = load_task(config.task, "train", drop_remainder=True, **common)
+    val, val_info = load_task(config.task, "val", **common)
+    steps = info.num_examples // config.batch_size
+    if steps < 1:
+        raise ValueError(f"The {config.task} train split has {info.num_examples} examples, fewer than one "
+                         f"batch of {config.batch_size}.")
+    return TaskData(train, val, info, val_info, steps)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Keeps every finished epoch's logs (also when training stops with an exception)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append((epoch, {k: float(np.asarray(v)) for k, v in (logs or {}).items()}))
+
+
+def best_epoch_metrics(epochs) -> dict | None:
+    """The logs of the epoch with the highest finite ``val_accuracy`` (first on ties), with its 1-based
+    ``best_epoch``; None when no epoch has one."""
+    best = None
+    for epoch, logs in epochs:
+        value = logs.get(OBJECTIVE, math.nan)
+        if math.isfinite(value) and (best is None or value > best[1][OBJECTIVE]):
+            best = (epoch, logs)
+    if best is None:
+        return None
+    epoch, logs = best
+    keep = ("val_accuracy", "val_loss", "accuracy", "loss")
+    return {**{k: logs[k] for k in keep if k in logs}, "best_epoch": epoch + 1}
+
+
+class SSMHyperModel(kt.HyperModel):
+    """A zoo task's SSM classifier with the sweep dimensions of ``space`` as hyperparameters.
+
+    Args:
+        base_config: the zoo TrainConfig every trial starts from (task, preset, sizes, epochs, seed).
+        space: the :class:`tuning.space.SearchSpace`.
+        data: preloaded :class:`TaskData` (default: loaded from ``base_config`` on first use).
+
+    The sweep tuners (:mod:`tuning.search`) call :meth:`begin_trial` / :meth:`end_trial` around each
+    trial so the initial memory summary lands in the trial's directory; outside a trial (KerasTuner
+    discovering the space, ``get_best_models``) no memory functions are computed.
+    """
+
+    def __init__(self, base_config: TrainConfig, space: SearchSpace, data: TaskData | None = None):
+        super().__init__(name=f"{base_config.task}_{base_config.model}", tunable=True)
+        self.base_config = base_config
+        self.space = space
+        self._data = data
+        self._trial_dir = None
+        self._initial_memory = None
+
+    # -----------------------------------------------------------------------------------------
+    def data(self) -> TaskData:
+        if self._data is None:
+            self._data = load_task_data(self.base_config)
+        return self._data
+
+    def config_for(self, hp_values) -> TrainConfig:
+        """The zoo TrainConfig of a trial with hyperparameter values ``hp_values``."""
+        return self.base_config.replace(**self.space.values_for(hp_values))
+
+    def memory_horizon(self) -> int:
+        return int(min(self.data().info.seq_len, self.base_config.memory_horizon))
+
+    def begin_trial(self, trial_dir) -> None:
+        self._trial_dir = Path(trial_dir)
+        self._initial_memory = None
+
+    def end_trial(self) -> None:
+        self._trial_dir = None
+        self._initial_memory = None
+
+    # -----------------------------------------------------------------------------------------
+    def build(self, hp):
+        config = self.base_config.replace(**self.space.declare(hp))
+        data = self.data()
+        keras.utils.set_random_seed(config.seed)
+        model = build_model(config, input_spec_from_info(data.info))
+        model.compile(
+            optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
+                                     total_steps=config.epochs * data.steps_per_epoch,
+                                     warmup_fraction=config.warmup_fraction),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        if self._trial_dir is not None:
+            self._initial_memory = initial_memory_summary(model, self.memory_horizon())
+            record = {"values": self.space.values_for(hp.values), **self._initial_memory}
+            _write_json_atomic(self._trial_dir / INITIAL_MEMORY_FILE, record)
+        return model
+
+    def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, **kwargs):
+        """Train ``model`` on the task; returns the trial metrics (objective ``val_accuracy``).
+
+        ``epochs``/``initial_epoch`` come from Hyperband (default: the config's epochs). A trial
+        whose loss becomes NaN/inf or diverges (zoo DivergenceGuard) keeps its best finished epoch
+        (``diverged = 1``); with no finished epoch it fails (``kt.errors.FailedTrialError``).
+
+        Returns:
+            {val_accuracy, val_loss, accuracy, loss (at the best epoch), best_epoch, epochs_run,
+            diverged, train_time_s, initial_memory_capacity, initial_memory_length,
+            initial_memory_accuracy}.
+        """
+        if args or set(kwargs) - {"verbose"}:
+            raise TypeError(f"SSMHyperModel.fit takes no data arguments (the zoo loads the data); got "
+                            f"{len(args)} positional and {sorted(set(kwargs) - {'verbose'})} keyword arguments.")
+        config = self.config_for(hp.values)
+        data = self.data()
+        epochs = config.epochs if epochs is None else int(epochs)
+        if initial_epoch:
+            # Hyperband continues a trial from its checkpoint: resume the learning-rate schedule there.
+            model.optimizer.build(model.trainable_variables)
+            model.optimizer.iterations.assign(initial_epoch * data.steps_per_epoch)
+        log = EpochLog()
+        start = time.perf_counter()
+        diverged = False
+        try:
+            model.fit(data.train, validation_data=data.val, epochs=epochs, initial_epoch=initial_epoch,
+                      callbacks=[DivergenceGuard(config.divergence_factor), log, *(callbacks or [])],
+                      verbose=config.verbose, shuffle=False)
+        except TrainingDivergedError as err:
+            diverged = True
+            if not log.epochs:
+                raise kt.errors.FailedTrialError(str(err)) from err
+        metrics = best_epoch_metrics(log.epochs)
+        if metrics is None:
+            raise kt.errors.FailedTrialError(f"no epoch produced a finite {OBJECTIVE}.")
+        metrics.update(epochs_run=len(log.epochs), diverged=float(diverged),
+                       train_time_s=time.perf_counter() - start)
+        if self._initial_memory is not None:
+            for key in ("memory_capacity", "memory_length", "memory_accuracy"):
+                metrics[f"initial_{key}"] = self._initial_memory[key]
+        return metrics
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

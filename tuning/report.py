@@ -1,0 +1,387 @@
+"""Reports of a sweep, built from its project directory alone (so a resumed or finished sweep can be
+re-reported with ``python -m tuning.report PROJECT_DIR``):
+
+    results.csv    every trial: id, status, objective (val_accuracy at its best epoch), the config values
+                   (dt_min, dt_max, init, fixed/learned eigenvalues, lr), the memory summaries of its
+                   initial SSM layers (MC, memory length, memory accuracy), time, error message
+    results.md     the same as a Markdown table, best first, with the rank correlation of the objective
+                   with the initial memory summaries
+    results.png    the objective against dt_min and dt_max (log axes) and against the initial MC and
+                   memory length; colour = init, marker = fixed / learned eigenvalues
+    best.json      the best trial's settings as zoo config overrides:
+                   ``python zoo/train.py TASK --config best.json``
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuning.hypermodel import INITIAL_MEMORY_FILE, OBJECTIVE
+from tuning.space import DIMENSIONS, INIT_CHOICES, SearchSpace
+
+CSV_FILE, MARKDOWN_FILE, PLOT_FILE, BEST_FILE = "results.csv", "results.md", "results.png", "best.json"
+COMPLETED = "COMPLETED"
+# TrainConfig fields left out of best.json: where the run writes and how much it prints.
+_NOT_EXPORTED = ("output_dir", "verbose")
+MEMORY_KEYS = ("memory_capacity", "memory_length", "memory_accuracy")
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial of a sweep, as the report shows it.
+
+    Attributes:
+        trial_id, status: KerasTuner's (status COMPLETED, FAILED, INVALID or RUNNING).
+        values: the trial's config values {dt_min, dt_max, init, trainable_eigenvalues, lr}.
+        metrics: the metrics the trial reported (empty unless it completed).
+        memory: initial memory summaries (``initial_memory.json``), or None when not recorded.
+        epochs: epochs the trial trained up to (Hyperband: its budget).
+        message: the last line of the error of a failed trial.
+        parent: Hyperband only: the trial whose checkpoint this trial continued.
+    """
+
+    trial_id: str
+    status: str
+    values: dict
+    metrics: dict
+    memory: dict | None
+    epochs: int | None
+    message: str | None
+    parent: str | None = None
+
+    @property
+    def objective(self) -> float:
+        return self.metrics.get(OBJECTIVE, math.nan)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == COMPLETED and math.isfinite(self.objective)
+
+
+def _trial_metrics(trial) -> dict:
+    return {name: float(trial.metrics.get_last_value(name)) for name in trial.metrics.metrics}
+
+
+def _last_line(message):
+    """The last line of a traceback, with the exception's module path dropped
+    ("keras_tuner.src.errors.FailedTrialError: x" -> "FailedTrialError: x")."""
+    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    name, sep, rest = lines[-1].strip().partition(": ")
+    if sep and " " not in name:
+        return f"{name.rsplit('.', 1)[-1]}: {rest}"
+    return lines[-1].strip()
+
+
+def trial_row(trial, space: SearchSpace, default_epochs: int | None = None, trial_dir=None) -> TrialRow:
+    """A :class:`TrialRow` from a KerasTuner ``Trial`` (and its directory's initial_memory.json)."""
+    hp_values = dict(trial.hyperparameters.values)
+    values = space.values_for(hp_values)
+    memory = None
+    if trial_dir is not None and (Path(trial_dir) / INITIAL_MEMORY_FILE).exists():
+        memory = json.loads((Path(trial_dir) / INITIAL_MEMORY_FILE).read_text())
+    epochs = hp_values.get("tuner/epochs", default_epochs)
+    message = _last_line(trial.message) if trial.status != COMPLETED else None
+    parent = hp_values.get("tuner/trial_id")
+    return TrialRow(str(trial.trial_id), str(trial.status), values, _trial_metrics(trial), memory,
+                    None if epochs is None else int(epochs), message, None if parent is None else str(parent))
+
+
+def collect_trials(project_dir) -> tuple[dict, list[TrialRow]]:
+    """(sweep.json contents, every trial of the project ordered by trial id)."""
+    from keras_tuner.engine.trial import Trial
+
+    from tuning.search import read_sweep_file
+
+    project_dir = Path(project_dir)
+    description = read_sweep_file(project_dir)
+    space = SearchSpace.from_json_dict(description["space"], source=f"{project_dir / 'sweep.json'}")
+    epochs = description["base_config"].get("epochs")
+    rows = []
+    for path in sorted(project_dir.glob("trial_*/trial.json")):
+        trial = Trial.load(str(path))
+        rows.append(trial_row(trial, space, epochs, path.parent))
+    return description, sorted(rows, key=_trial_order)
+
+
+def _trial_order(row: TrialRow):
+    """Numeric trial order (KerasTuner pads ids to the width of max_trials, which a rerun may change)."""
+    return (int(row.trial_id), row.trial_id) if row.trial_id.isdigit() else (math.inf, row.trial_id)
+
+
+# ---------------------------------------------------------------------------------------------
+def ranked(rows: list[TrialRow]) -> list[TrialRow]:
+    """Completed trials by objective (best first, ties by trial id), then the others by trial id."""
+    done = sorted((r for r in rows if r.completed), key=lambda r: (-r.objective, _trial_order(r)))
+    return done + sorted((r for r in rows if not r.completed), key=_trial_order)
+
+
+def table_records(rows: list[TrialRow]) -> list[dict]:
+    """The report table: one dict per trial, best first (columns in display order)."""
+    records = []
+    for row in ranked(rows):
+        m, memory = row.metrics, row.memory or {}
+        records.append({
+            "trial": row.trial_id,
+            "status": row.status,
+            OBJECTIVE: m.get(OBJECTIVE),
+            "best_epoch": _int_or_none(m.get("best_epoch")),
+            "epochs": row.epochs,
+            "continues_trial": row.parent,
+            "dt_min": row.values["dt_min"],
+            "dt_max": row.values["dt_max"],
+            "init": row.values["init"],
+            "eigenvalues": "learned" if row.values["trainable_eigenvalues"] else "fixed",
+            "lr": row.values["lr"],
+            "initial_mc": memory.get("memory_capacity"),
+            "initial_memory_length": memory.get("memory_length"),
+            "initial_memory_accuracy": memory.get("memory_accuracy"),
+            "val_loss": m.get("val_loss"),
+            "train_accuracy": m.get("accuracy"),
+            "diverged": None if "diverged" not in m else bool(m["diverged"]),
+            "train_time_s": m.get("train_time_s"),
+            "message": row.message,
+        })
+    return records
+
+
+def _int_or_none(value):
+    return None if value is None else int(value)
+
+
+def write_csv(records: list[dict], path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["trial"])
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
+
+
+def _format(key: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if key in ("dt_min", "dt_max", "lr"):
+        return f"{value:.3g}"
+    if key in (OBJECTIVE, "val_loss", "train_accuracy", "initial_memory_accuracy"):
+        return f"{value:.4f}"
+    if key in ("initial_mc", "initial_memory_length"):
+        return f"{value:.2f}"
+    if key == "train_time_s":
+        return f"{value:.0f}"
+    if key == "diverged":
+        return "yes" if value else ""
+    return str(value).replace("|", "\\|")
+
+
+_MARKDOWN_COLUMNS = ("trial", "status", OBJECTIVE, "best_epoch", "epochs", "continues_trial", "dt_min", "dt_max", "init",
+                     "eigenvalues", "lr", "initial_mc", "initial_memory_length", "initial_memory_accuracy",
+                     "train_time_s", "diverged", "message")
+
+
+def markdown_table(records: list[dict], columns=_MARKDOWN_COLUMNS) -> str:
+    columns = [c for c in columns if any(_format(c, r.get(c)) for r in records)] or ["trial"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_format(c, r.get(c)) for c in columns) + " |" for r in records]
+    return "\n".join(lines)
+
+
+def spearman(x, y) -> float | None:
+    """Spearman rank correlation of two sequences (average ranks for ties); None for fewer than 3
+    pairs or a constant sequence."""
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+
+
+def memory_correlations(rows: list[TrialRow]) -> dict:
+    """{summary: (Spearman rho of the objective with the initial summary, number of trials)} over the
+    completed trials with a memory record."""
+    usable = [r for r in rows if r.completed and r.memory]
+    objective = [r.objective for r in usable]
+    return {key: (spearman([r.memory[key] for r in usable], objective), len(usable)) for key in MEMORY_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------
+_INIT_COLORS = {init: f"C{i}" for i, init in enumerate(INIT_CHOICES)}
+_MARKERS = {True: "o", False: "^"}
+
+
+def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: float | None = None) -> bool:
+    """Objective vs dt_min, dt_max (log x), initial MC and initial memory length, one point per completed
+    trial; colour = init, marker = learned (circle) / fixed (triangle) eigenvalues, best trial ringed.
+    Returns False when no trial completed."""
+    done = [r for r in rows if r.completed]
+    if not done:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    best = ranked(done)[0]
+    panels = [
+        ("dt_min", lambda r: r.values["dt_min"], "log", "dt_min"),
+        ("dt_max", lambda r: r.values["dt_max"], "log", "dt_max"),
+        ("initial MC", lambda r: (r.memory or {}).get("memory_capacity"), "linear",
+         "memory capacity of the initial layers (mean over channels)"),
+        ("initial memory length", lambda r: (r.memory or {}).get("memory_length"), "linear",
+         "memory length of the initial layers (lag holding 90% of MC, mean)"),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 7.6), sharey=True)
+    axes = axes.ravel()
+    for ax, (_, getter, scale, label) in zip(axes, panels):
+        for row in done:
+            x = getter(row)
+            if x is None:
+                continue
+            ax.scatter(x, row.objective, s=46, color=_INIT_COLORS.get(row.values["init"], "gray"),
+                       marker=_MARKERS[bool(row.values["trainable_eigenvalues"])], alpha=0.85,
+                       edgecolors="none")
+            if row is best:
+                ax.scatter(x, row.objective, s=170, facecolors="none", edgecolors="black", linewidths=1.2)
+        if scale == "log" and all((getter(r) or 0) > 0 for r in done):
+            ax.set_xscale("log")
+            xs = [getter(r) for r in done]
+            decades = math.log10(max(xs) / min(xs)) if min(xs) > 0 else 0.0
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 2 else (1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        if majority_rate is not None:
+            ax.axhline(majority_rate, color="gray", linestyle="--", linewidth=1)
+        ax.set_xlabel(label, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[::2]:
+        ax.set_ylabel(f"{OBJECTIVE} (best epoch)")
+    inits = sorted({r.values["init"] for r in done}, key=lambda i: INIT_CHOICES.index(i))
+    handles = [Line2D([], [], marker="s", linestyle="", color=_INIT_COLORS[i], label=f"init {i}") for i in inits]
+    handles += [Line2D([], [], marker=_MARKERS[m], linestyle="", color="black", markerfacecolor="white",
+                       label=f"{'learned' if m else 'fixed'} eigenvalues")
+                for m in (True, False) if any(bool(r.values["trainable_eigenvalues"]) == m for r in done)]
+    handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black",
+                          markersize=11, label=f"best (trial {best.trial_id})"))
+    if majority_rate is not None:
+        handles.append(Line2D([], [], color="gray", linestyle="--", label="majority class (val)"))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.96))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+def best_config_overrides(description: dict, row: TrialRow) -> dict:
+    """The zoo config overrides of trial ``row``: task, preset, every field that differs from the
+    preset (except output_dir and verbose) and the five searched fields. ``zoo.configs.load_json_overrides``
+    and ``python zoo/train.py TASK --config best.json`` accept it."""
+    from zoo.configs import TrainConfig, get_config
+
+    config = TrainConfig.from_dict(description["base_config"]).replace(**row.values)
+    preset = get_config(config.task, config.preset).to_dict()
+    values = config.to_dict()
+    overrides = {"task": config.task, "preset": config.preset}
+    for key, value in values.items():
+        if key in _NOT_EXPORTED or key in overrides:
+            continue
+        if key in DIMENSIONS or value != preset[key]:
+            overrides[key] = value
+    return overrides
+
+
+def write_report(project_dir) -> dict:
+    """Write results.csv, results.md, results.png and (when a trial completed) best.json into
+    ``project_dir``; returns {"csv", "markdown", "plot", "best_json" (paths or None), "best_trial",
+    "best_value", "trials", "completed", "correlations"}."""
+    project_dir = Path(project_dir)
+    description, rows = collect_trials(project_dir)
+    records = table_records(rows)
+    write_csv(records, project_dir / CSV_FILE)
+    done = [r for r in rows if r.completed]
+    best = ranked(done)[0] if done else None
+    majority = description.get("val_majority_rate")
+    title = (f"{description['task']} ({description['preset']}, {description['base_config']['model']}): "
+             f"{description['tuner']} search, {len(done)} completed trial(s)")
+    correlations = memory_correlations(rows)
+
+    lines = [f"# Sweep: {title}", "",
+             f"Objective: {OBJECTIVE} at each trial's best epoch"
+             + (f" (majority-class rate of the val split: {majority:.4f})." if majority is not None else "."),
+             f"Initial memory summaries at horizon {description.get('memory_horizon', '?')} "
+             f"(means over the channels of every SSM layer; memory length = lag holding 90% of MC).", "",
+             markdown_table(records), ""]
+    for key, (rho, n) in correlations.items():
+        text = "n/a (fewer than 3 completed trials or no spread)" if rho is None else f"{rho:+.2f}"
+        lines.append(f"- Spearman rank correlation of {OBJECTIVE} with initial {key.replace('_', ' ')}: "
+                     f"{text} (n = {n})")
+    best_path = None
+    if best is not None:
+        best_path = project_dir / BEST_FILE
+        best_path.write_text(json.dumps(best_config_overrides(description, best), indent=2) + "\n")
+        lines += ["", f"Best: trial {best.trial_id}, {OBJECTIVE} {best.objective:.4f} (ties go to the earlier "
+                      f"trial); its settings are in `{BEST_FILE}` next to this file: "
+                      f"`python zoo/train.py {description['task']} --config {BEST_FILE}`."]
+    (project_dir / MARKDOWN_FILE).write_text("\n".join(lines) + "\n")
+    plotted = plot_sweep(rows, project_dir / PLOT_FILE, title=title, majority_rate=majority)
+    summary = {
+        "csv": project_dir / CSV_FILE,
+        "markdown": project_dir / MARKDOWN_FILE,
+        "plot": project_dir / PLOT_FILE if plotted else None,
+        "best_json": best_path,
+        "best_trial": best.trial_id if best else None,
+        "best_value": best.objective if best else None,
+        "trials": len(rows),
+        "completed": len(done),
+        "correlations": correlations,
+    }
+    return summary
+
+
+def trial_summary_line(trial, space: SearchSpace) -> str:
+    """One line for a finished trial: status, objective, config values, initial memory, time."""
+    row = trial_row(trial, space)
+    v = row.values
+    settings = (f"dt_min {v['dt_min']:.3g}, dt_max {v['dt_max']:.3g}, init {v['init']}, "
+                f"{'learned' if v['trainable_eigenvalues'] else 'fixed'} eigenvalues, lr {v['lr']:.3g}")
+    if not row.completed:
+        return f"[trial {row.trial_id}] {row.status} ({settings}): {row.message or 'no objective'}"
+    m = row.metrics
+    memory = ""
+    if "initial_memory_capacity" in m:
+        memory = (f" | initial MC {m['initial_memory_capacity']:.2f}, "
+                  f"memory length {m['initial_memory_length']:.1f}")
+    return (f"[trial {row.trial_id}] {OBJECTIVE} {row.objective:.4f} (epoch {int(m.get('best_epoch', 0))}) | "
+            f"{settings}{memory} | {m.get('train_time_s', math.nan):.0f} s"
+            + (" | diverged" if m.get("diverged") else ""))
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tuning.report",
+                                     description="Rewrite the report (results.csv/.md/.png, best.json) of a sweep "
+                                                 "project directory.")
+    parser.add_argument("project_dir", help="the sweep's <directory>/<project_name>.")
+    args = parser.parse_args(argv)
+    summary = write_report(args.project_dir)
+    for key in ("csv", "markdown", "plot", "best_json"):
+        if summary[key] is not None:
+            print(summary[key])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

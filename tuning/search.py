@@ -1,0 +1,238 @@
+"""Running a resumable KerasTuner sweep of a zoo task (what ``python tuning/sweep.py`` does).
+
+A sweep lives in ``<directory>/<project_name>/``:
+
+    sweep.json                  task, preset, tuner, base TrainConfig and search space of the sweep
+    oracle.json, tuner0.json    KerasTuner state (trials run, sampler state)
+    trial_<id>/trial.json       KerasTuner's record of a trial: hyperparameters, metrics, status
+    trial_<id>/initial_memory.json   the trial's config values and initial memory summaries
+    trial_<id>/checkpoint.weights.h5 weights at the trial's best epoch
+    results.csv, results.md, results.png, best.json   the report (tuning.report)
+
+Rerunning the same sweep resumes it: KerasTuner reloads the project (``overwrite=False``), keeps every
+finished trial, reruns a trial that was interrupted, and runs the remaining ones up to ``max_trials``
+(which may be raised on a rerun). A sweep with a different task, base config, search space or tuner
+in the same project is refused; ``overwrite=True`` deletes the project and starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras_tuner as kt
+
+from tuning.hypermodel import OBJECTIVE, SSMHyperModel, TaskData
+from tuning.space import SearchSpace
+from zoo.configs import TrainConfig
+
+TUNERS = ("random", "bayesian", "hyperband")
+SWEEP_FILE = "sweep.json"
+# Config fields that do not change what a trial computes (where data and logs go).
+_RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir")
+
+
+class SweepProjectError(ValueError):
+    """The project directory holds another sweep (or is not a sweep) and cannot be resumed."""
+
+
+class _SweepTunerMixin:
+    """Tells the hypermodel which trial runs (for the initial memory file) and prints one line per trial."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        self.hypermodel.begin_trial(self.get_trial_dir(trial.trial_id))
+        try:
+            return super().run_trial(trial, *args, **kwargs)
+        finally:
+            self.hypermodel.end_trial()
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        # KerasTuner 1.4 imports the tensorboard package here on the tensorflow backend even when no
+        # TensorBoard callback is passed; the sweep passes none, so only defer when there is one.
+        if any(type(callback).__name__ == "TensorBoard" for callback in callbacks):
+            super()._configure_tensorboard_dir(callbacks, trial, execution)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        from tuning.report import trial_summary_line
+
+        print(trial_summary_line(self.oracle.get_trial(trial.trial_id), self.hypermodel.space), flush=True)
+
+
+class RandomSweepTuner(_SweepTunerMixin, kt.RandomSearch):
+    """kt.RandomSearch over an :class:`SSMHyperModel`."""
+
+
+class BayesianSweepTuner(_SweepTunerMixin, kt.BayesianOptimization):
+    """kt.BayesianOptimization (Gaussian process) over an :class:`SSMHyperModel`."""
+
+
+class HyperbandSweepTuner(_SweepTunerMixin, kt.Hyperband):
+    """kt.Hyperband over an :class:`SSMHyperModel` (max_epochs = the config's epochs)."""
+
+
+def make_tuner(kind: str, hypermodel: SSMHyperModel, *, max_trials: int, directory, project_name: str,
+               seed: int, max_consecutive_failures: int = 3, hyperband_factor: int = 3):
+    """The KerasTuner tuner ``kind`` ('random', 'bayesian', 'hyperband') maximising val_accuracy.
+
+    The sampler's seed is ``seed + 1`` (KerasTuner treats a seed of 0 as "draw one at random").
+    Hyperband's ``max_epochs`` is the base config's epochs; its trial count is capped at
+    ``max_trials`` too.
+    """
+    if kind not in TUNERS:
+        raise ValueError(f"`tuner` must be one of {TUNERS}, got {kind!r}.")
+    if not isinstance(max_trials, int) or max_trials < 1:
+        raise ValueError(f"`max_trials` must be an integer >= 1, got {max_trials!r}.")
+    common = dict(
+        hypermodel=hypermodel,
+        objective=kt.Objective(OBJECTIVE, direction="max"),
+        directory=str(directory),
+        project_name=project_name,
+        seed=seed + 1,
+        max_consecutive_failed_trials=max_consecutive_failures,
+        overwrite=False,
+    )
+    if kind == "random":
+        return RandomSweepTuner(max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return BayesianSweepTuner(max_trials=max_trials, **common)
+    tuner = HyperbandSweepTuner(max_epochs=hypermodel.base_config.epochs, factor=hyperband_factor, **common)
+    tuner.oracle.max_trials = max_trials  # Hyperband has no max_trials argument; the base Oracle honours it.
+    return tuner
+
+
+# ---------------------------------------------------------------------------------------------
+def sweep_description(tuner: str, base_config: TrainConfig, space: SearchSpace) -> dict:
+    """What identifies a sweep (stored in sweep.json and compared on resume)."""
+    return {"task": base_config.task, "preset": base_config.preset, "tuner": tuner,
+            "objective": OBJECTIVE, "base_config": base_config.to_dict(), "space": space.to_json_dict()}
+
+
+def _comparable(description: dict) -> dict:
+    base = {k: v for k, v in description["base_config"].items() if k not in _RUN_ONLY_FIELDS}
+    return {**{k: description[k] for k in ("task", "preset", "tuner", "space")}, "base_config": base}
+
+
+def read_sweep_file(project_dir) -> dict:
+    path = Path(project_dir) / SWEEP_FILE
+    if not path.exists():
+        raise SweepProjectError(f"{project_dir} holds no {SWEEP_FILE}: not a tuning/sweep.py project.")
+    return json.loads(path.read_text())
+
+
+def prepare_project(project_dir: Path, description: dict, overwrite: bool) -> bool:
+    """Delete (``overwrite``), validate (resume) or create the project directory.
+
+    Returns:
+        True when an existing sweep is resumed.
+
+    Raises:
+        SweepProjectError: the directory holds a different sweep or something that is not a sweep.
+    """
+    if overwrite and project_dir.exists():
+        shutil.rmtree(project_dir)
+    if project_dir.exists() and any(project_dir.iterdir()):
+        if not (project_dir / SWEEP_FILE).exists():
+            raise SweepProjectError(
+                f"{project_dir} is not empty and holds no {SWEEP_FILE}: choose another --project-name or "
+                f"pass --overwrite to delete it."
+            )
+        stored = _comparable(read_sweep_file(project_dir))
+        current = _comparable(json.loads(json.dumps(description)))
+        if stored != current:
+            diff = _describe_difference(stored, current)
+            raise SweepProjectError(
+                f"{project_dir} holds a different sweep ({diff}). Rerun with the same settings to resume it, "
+                f"choose another --project-name, or pass --overwrite to start over."
+            )
+        return True
+    return False
+
+
+def _describe_difference(stored: dict, current: dict) -> str:
+    parts = []
+    for key in ("task", "preset", "tuner"):
+        if stored[key] != current[key]:
+            parts.append(f"{key}: stored {stored[key]!r}, now {current[key]!r}")
+    for group in ("space", "base_config"):
+        for k in sorted(set(stored[group]) | set(current[group])):
+            if stored[group].get(k) != current[group].get(k):
+                parts.append(f"{group}.{k}: stored {stored[group].get(k)!r}, now {current[group].get(k)!r}")
+    return "; ".join(parts)
+
+
+@dataclass
+class SweepResult:
+    project_dir: Path
+    resumed: bool
+    report: dict  # tuning.report.write_report's return value
+    stopped_early: str | None = None  # why the search stopped before max_trials (consecutive failures)
+
+
+def default_project_name(base_config: TrainConfig, tuner: str) -> str:
+    return f"{base_config.task}-{base_config.preset}-{base_config.model}-{tuner}"
+
+
+def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "random", max_trials: int = 10,
+              directory="sweeps", project_name: str | None = None, overwrite: bool = False,
+              max_consecutive_failures: int = 3, hyperband_factor: int = 3,
+              data: TaskData | None = None) -> SweepResult:
+    """Run (or resume) a sweep and write its report; see the module docstring for the files.
+
+    Args:
+        base_config: zoo TrainConfig every trial starts from (its seed seeds the model; the tuner's
+            sampler uses seed + 1).
+        space: the :class:`SearchSpace` (already validated).
+        tuner: 'random', 'bayesian' or 'hyperband'.
+        max_trials: total trials of the sweep, finished ones included.
+        directory, project_name: where the sweep lives (default project name
+            ``<task>-<preset>-<model>-<tuner>``).
+        overwrite: delete an existing project first.
+        max_consecutive_failures: stop after this many failed trials in a row (``stopped_early`` in the
+            result says so; the report covers the trials run).
+        hyperband_factor: Hyperband's reduction factor.
+        data: preloaded task data (default: loaded from ``base_config``).
+
+    Raises:
+        ValueError / SweepProjectError: invalid arguments or a project holding another sweep, before
+            any trial runs.
+    """
+    from tuning.report import write_report
+
+    if tuner not in TUNERS:
+        raise ValueError(f"`tuner` must be one of {TUNERS}, got {tuner!r}.")
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
+        raise ValueError(f"`max_trials` must be an integer >= 1, got {max_trials!r}.")
+    project_name = project_name or default_project_name(base_config, tuner)
+    project_dir = Path(directory) / project_name
+    description = sweep_description(tuner, base_config, space)
+    resumed = prepare_project(project_dir, description, overwrite)
+
+    hypermodel = SSMHyperModel(base_config, space, data=data)
+    task_data = hypermodel.data()
+    description["val_majority_rate"] = task_data.val_majority_rate
+    description["memory_horizon"] = hypermodel.memory_horizon()
+    project_dir.mkdir(parents=True, exist_ok=True)
+    (project_dir / SWEEP_FILE).write_text(json.dumps(description, indent=2))
+
+    print(f"{'Resuming' if resumed else 'Starting'} {tuner} sweep of {base_config.task} "
+          f"(preset {base_config.preset}, {base_config.model}) in {project_dir}: {max_trials} trials of "
+          f"{base_config.epochs} epoch(s), objective {OBJECTIVE}.\nSearch space:\n{space.describe()}", flush=True)
+    keras_tuner = make_tuner(tuner, hypermodel, max_trials=max_trials, directory=directory,
+                             project_name=project_name, seed=base_config.seed,
+                             max_consecutive_failures=max_consecutive_failures, hyperband_factor=hyperband_factor)
+    stopped_early = None
+    try:
+        keras_tuner.search()
+    except RuntimeError as err:  # KerasTuner's stop after max_consecutive_failures failed trials
+        if "consecutive failures" not in str(err):
+            raise
+        stopped_early = str(err).strip().splitlines()[0]
+        # KerasTuner raises before writing the last failed trial's record: write it (status FAILED).
+        for trial in keras_tuner.oracle.trials.values():
+            if trial.status == kt.engine.trial.TrialStatus.FAILED:
+                trial.save(str(Path(keras_tuner.get_trial_dir(trial.trial_id)) / "trial.json"))
+    report = write_report(project_dir)
+    return SweepResult(project_dir=project_dir, resumed=resumed, report=report, stopped_early=stopped_early)
