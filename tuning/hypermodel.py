@@ -2,7 +2,7 @@
 
 For a trial with values v = {dt_min, dt_max, init, trainable_eigenvalues, lr} (see
 :mod:`tuning.space`), the model is ``zoo.models.build_model(base_config.replace(**v), info)`` compiled
-with ``zoo.optim.make_optimizer`` (AdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
+with ``zoo.training.compile_model`` (SSMAdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
 SSM variables on ``ssm_lr`` without weight decay) and sparse categorical cross-entropy on logits;
 the data are ``zoo.data.load_task`` of the base config (train with full batches, val). The objective
 is ``val_accuracy``, best over the trial's epochs.
@@ -30,7 +30,7 @@ from tuning.space import SearchSpace
 from zoo.callbacks import DivergenceGuard, TrainingDivergedError
 from zoo.configs import TrainConfig
 from zoo.models import build_model, input_spec_from_info
-from zoo.optim import make_optimizer
+from zoo.training import compile_model
 
 OBJECTIVE = "val_accuracy"
 INITIAL_MEMORY_FILE = "initial_memory.json"
@@ -166,13 +166,7 @@ class SSMHyperModel(kt.HyperModel):
         data = self.data()
         keras.utils.set_random_seed(config.seed)
         model = build_model(config, input_spec_from_info(data.info))
-        model.compile(
-            optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
-                                     total_steps=config.epochs * data.steps_per_epoch,
-                                     warmup_fraction=config.warmup_fraction),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
+        compile_model(model, config, data.steps_per_epoch)
         if self._trial_dir is not None:
             self._initial_memory = initial_memory_summary(model, self.memory_horizon())
             record = {"values": self.space.values_for(hp.values), **self._initial_memory}

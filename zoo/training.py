@@ -117,14 +117,7 @@ def _train(config, out, wall_start, extra_callbacks):
     if state is None:
         model.save_weights(checkpoint_dir / INITIAL_WEIGHTS_FILE)
 
-    model.compile(
-        optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
-                                 total_steps=config.epochs * steps_per_epoch,
-                                 warmup_fraction=config.warmup_fraction),
-        # Weighted, so that zero-weight padding rows (data parallel evaluation) do not count.
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    compile_model(model, config, steps_per_epoch)
     initial_epoch = 0
     if state is not None:
         model.optimizer.build(model.trainable_variables)
@@ -208,6 +201,19 @@ def _train(config, out, wall_start, extra_callbacks):
 
 
 # ---------------------------------------------------------------------------------------------
+def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Compile ``model`` as every zoo run does: SSMAdamW with warmup + cosine over ``config.epochs *
+    steps_per_epoch`` steps, cross-entropy on logits, accuracy."""
+    model.compile(
+        optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
+                                 total_steps=config.epochs * steps_per_epoch,
+                                 warmup_fraction=config.warmup_fraction),
+        # Weighted, so that zero-weight padding rows (data parallel evaluation) do not count.
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
 def _say(config, message):
     if config.verbose:
         print(message, flush=True)
