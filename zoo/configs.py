@@ -93,7 +93,7 @@ class TrainConfig:
     seed: int = 0
     output_dir: str | None = None
     distribute: str | None = None
-    memory_horizon: int = 1024
+    memory_horizon: int = 1024  # lags of the memory-function plots, capped at the task's seq_len
     divergence_factor: float | None = 20.0
     verbose: int = 1
 

@@ -33,6 +33,7 @@ from zoo.callbacks import (
     read_checkpoint_state,
     tensorboard_callback,
 )
+from keras_ssm.memory import model_memory_functions, plot_memory_comparison
 from zoo.configs import TrainConfig
 from zoo.models import build_model, count_parameters, input_spec_from_info
 from zoo.optim import make_optimizer
@@ -356,14 +357,9 @@ def plot_training_curves(history_path, path, majority_rate=None) -> bool:
     return True
 
 
-def memory_function_snapshot(model, horizon):
-    """Hook: per-layer memory functions of ``model`` (keras_ssm.memory.model_memory_functions), or None
-    when keras_ssm.memory is unavailable."""
-    try:
-        from keras_ssm.memory import model_memory_functions
-    except ImportError:
-        return None
-    return model_memory_functions(model, horizon=horizon)
+def memory_horizon(config, info) -> int:
+    """Lags of the memory-function plots: the task's sequence length, at most ``config.memory_horizon``."""
+    return int(min(info.seq_len, config.memory_horizon))
 
 
 def plot_memory_before_after(config, info, initial_weights_path, trained_model, path) -> bool:
@@ -372,16 +368,13 @@ def plot_memory_before_after(config, info, initial_weights_path, trained_model, 
         return False
     initial_model = build_model(config, input_spec_from_info(info))
     initial_model.load_weights(initial_weights_path)
-    before = memory_function_snapshot(initial_model, config.memory_horizon)
-    after = memory_function_snapshot(trained_model, config.memory_horizon)
-    if before is None or after is None:
-        print("keras_ssm.memory is not available: no memory-function plot.", flush=True)
-        return False
+    horizon = memory_horizon(config, info)
+    before = model_memory_functions(initial_model, horizon=horizon)
+    after = model_memory_functions(trained_model, horizon=horizon)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from keras_ssm.memory import plot_memory_comparison
 
     fig = plot_memory_comparison({"initial": before, "trained": after}, path,
                                  title=f"{config.task} ({config.model}, {config.eigenvalue_mode} eigenvalues)")
