@@ -9,16 +9,9 @@ import keras
 from keras import ops
 
 import keras_ssm
+from layer_helpers import fit_a_few_steps, inputs, regression_model, to_numpy
 from keras_ssm.layers.s4 import S4
 from keras_ssm.ops.init import hippo_legs, nplr_legs
-
-
-def to_numpy(x):
-    return ops.convert_to_numpy(x)
-
-
-def inputs(batch=2, length=40, features=6, seed=0):
-    return np.random.default_rng(seed).normal(size=(batch, length, features)).astype("float32")
 
 
 def pairs_to_complex(variable):
@@ -190,34 +183,18 @@ def test_discrete_eigenvalues_are_those_of_the_dense_discrete_matrix(init, rando
         np.testing.assert_allclose(got, legs, atol=1e-3)
 
 
-def _regression_model(layer, length=48, features=3):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((length, features))
-    out = layer(inp)
-    model = keras.Model(inp, keras.layers.Dense(1)(out))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    return model
-
-
-def _fit_a_few_steps(model, length=48, features=3):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(16, length, features)).astype("float32")
-    y = np.cumsum(x, axis=1)[..., :1].astype("float32")
-    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-
-
 @pytest.mark.parametrize("trainable", [False, True])
 def test_frozen_eigenvalues_are_bit_identical_after_fit_and_gradients_are_finite(trainable):
     # rank 2 (one zero column), bidirectional and a wide dt range: the finiteness check covers them all
     layer = S4(n=8, rank=2, bidirectional=True, dt_min=1e-4, dt_max=1.0, trainable_eigenvalues=trainable, seed=0)
-    model = _regression_model(layer)
+    model = regression_model(layer, length=48, features=3)
     assert any(v is layer.B for v in layer.ssm_variables)
     assert not any(v is layer.B for v in layer.eigenvalue_variables)
     assert any(v is layer.P for v in layer.eigenvalue_variables)
     eig0 = [v.numpy().copy() for v in layer.eigenvalue_variables]
     lam0 = layer.discrete_eigenvalues()
     others0 = [v.numpy().copy() for v in (layer.B, layer.C, layer.D, layer.output_dense.kernel)]
-    _fit_a_few_steps(model)
+    fit_a_few_steps(model, length=48, features=3)
     for v, before in zip(layer.eigenvalue_variables, eig0):
         if trainable:
             assert np.abs(v.numpy() - before).max() > 1e-6, v.path

@@ -8,16 +8,9 @@ import keras
 from keras import ops
 
 import keras_ssm
+from layer_helpers import fit_a_few_steps, inputs, regression_model, to_numpy
 
 INITS = ["inv", "lin", "real", "legs", "random"]
-
-
-def to_numpy(x):
-    return ops.convert_to_numpy(x)
-
-
-def inputs(batch=2, length=40, features=6, seed=0):
-    return np.random.default_rng(seed).normal(size=(batch, length, features)).astype("float32")
 
 
 def reference_kernel(layer, length):
@@ -118,30 +111,14 @@ def test_causality_and_bidirectional_sees_future():
     assert np.abs(y[:, 29] - y2[:, 29]).max() > 1e-3
 
 
-def _regression_model(layer, length=32, features=4):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((length, features))
-    out = layer(inp)
-    model = keras.Model(inp, keras.layers.Dense(1)(out))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
-    return model
-
-
-def _fit_a_few_steps(model, length=32, features=4):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(16, length, features)).astype("float32")
-    y = np.cumsum(x, axis=1)[..., :1].astype("float32")
-    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-
-
 @pytest.mark.parametrize("trainable", [False, True])
 def test_frozen_eigenvalues_are_bit_identical_after_fit(trainable):
     layer = keras_ssm.S4D(n=8, trainable_eigenvalues=trainable, seed=0)
-    model = _regression_model(layer)
+    model = regression_model(layer)
     lam0 = layer.discrete_eigenvalues().copy()
     c0, d0 = layer.C.numpy().copy(), layer.D.numpy().copy()
     w0 = layer.output_dense.kernel.numpy().copy()
-    _fit_a_few_steps(model)
+    fit_a_few_steps(model)
     lam1 = layer.discrete_eigenvalues()
     if trainable:
         assert np.abs(lam1 - lam0).max() > 1e-6
@@ -154,10 +131,10 @@ def test_frozen_eigenvalues_are_bit_identical_after_fit(trainable):
 
 def test_trainable_dt_alone():
     layer = keras_ssm.S4D(n=8, trainable_eigenvalues=False, trainable_dt=True, seed=0)
-    model = _regression_model(layer)
+    model = regression_model(layer)
     a0 = layer.continuous_eigenvalues().copy()
     dt0 = layer.log_dt.numpy().copy()
-    _fit_a_few_steps(model)
+    fit_a_few_steps(model)
     assert np.array_equal(layer.continuous_eigenvalues(), a0)
     assert np.abs(layer.log_dt.numpy() - dt0).max() > 1e-6
 
@@ -280,8 +257,8 @@ def test_bad_input_shapes_raise_clear_errors():
 @pytest.mark.parametrize("init", INITS)
 def test_gradients_are_finite_for_every_init(init):
     layer = keras_ssm.S4D(n=8, init=init, dt_min=1e-4, dt_max=1.0, bidirectional=True, seed=0)
-    model = _regression_model(layer)
-    _fit_a_few_steps(model)
+    model = regression_model(layer)
+    fit_a_few_steps(model)
     for v in layer.weights:
         assert np.isfinite(v.numpy()).all(), v.path
 
