@@ -37,11 +37,11 @@ Nothing here imports keras or keras_tuner; :meth:`SearchSpace.declare` takes a K
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
+
+from zoo.configs import read_json_object
 
 #: The eigenvalue initialisations a sweep can try (keras_ssm.ops.initial_eigenvalues).
 INIT_CHOICES = ("inv", "lin", "legs", "real", "random")
@@ -354,15 +354,7 @@ def _check_dt_bounds(dt_min: Spec, dt_max: Spec) -> None:
 
 def load_space_file(path) -> dict[str, Spec]:
     """{name: spec} from a JSON object file (format in the module docstring)."""
-    path = Path(path)
-    try:
-        values = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"search-space file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"search-space file {path} is not valid JSON: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"search-space file {path} must hold a JSON object, got {type(values).__name__}.")
+    values = read_json_object(path, "search-space file")
     return {name: make_spec(name, value, source=str(path)) for name, value in values.items()}
 
 

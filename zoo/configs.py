@@ -246,11 +246,15 @@ _COMMON = dict(model="s4d", bidirectional=True, warmup_fraction=0.1, ssm_lr=1e-3
 
 # Delayed recall (ours): a causal model read out at its last step, so the label must be held in the
 # state for `delay` steps. dt in [0.1, 1] puts the initial memory function of every channel at ~0 by
-# lag 200 (the long variant's delay; measured max MF(200) ~ 4e-6 over seeds 0-4) while lag 4 (the short
-# variant) is well inside it (mean MF(4) ~ 0.97).
+# lag 200 (the long variant's delay; measured max MF(200) ~ 4e-6 over seeds 0-4).
 _DELAYED_RECALL = dict(num_layers=2, d_model=32, d_state=32, norm="layer", prenorm=True, dropout=0.0,
                        bidirectional=False, pooling="last", lr=0.01, weight_decay=0.0, batch_size=64, epochs=20,
                        dt_min=0.1, dt_max=1.0)
+# The short variant keeps the LRA dt range [1e-3, 1e-1]: its initial memory is the long, thin memory of
+# the LRA presets (mean memory length ~197 of 256 lags, mean MF(4) ~ 0.35 over channels of seeds 0-4),
+# while only lag 4 matters: the regime where the paper expects learned eigenvalues (which can trade
+# memory length for accuracy) to beat fixed ones.
+_DELAYED_RECALL_SHORT = {**_DELAYED_RECALL, "dt_min": 1e-3, "dt_max": 1e-1}
 
 FULL = {
     "listops": dict(num_layers=8, d_model=128, d_state=64, norm="batch", prenorm=False, dropout=0.0, lr=0.01,
@@ -268,7 +272,8 @@ FULL = {
     # Not an LRA task: scikit-learn's 8x8 digits as 64-step sequences (our choice of sizes).
     "digits": dict(num_layers=4, d_model=64, d_state=64, norm="batch", prenorm=False, dropout=0.1, lr=0.01,
                    weight_decay=0.05, batch_size=64, epochs=60, data_options={"encoding": "real"}),
-    **{task: _DELAYED_RECALL for task in ("delayed_recall", "delayed_recall_short")},
+    "delayed_recall": _DELAYED_RECALL,
+    "delayed_recall_short": _DELAYED_RECALL_SHORT,
 }
 
 # Official "-small" variants for listops, text, pathfinder; the others are our analogous reductions.
@@ -309,8 +314,9 @@ QUICK = {
                   data_options={"encoding": "real", "num_examples": 1000}),
     "digits": dict(num_layers=2, d_model=32, d_state=16, norm="batch", prenorm=False, dropout=0.0, lr=0.01,
                    weight_decay=0.05, batch_size=64, epochs=10, data_options={"encoding": "real"}),
-    "delayed_recall": {**_DELAYED_RECALL, "epochs": 10},
-    "delayed_recall_short": {**_DELAYED_RECALL, "epochs": 10},
+    # 5 epochs: the short variant is near its plateau by then, the long one stays at chance (measured).
+    "delayed_recall": {**_DELAYED_RECALL, "epochs": 5},
+    "delayed_recall_short": {**_DELAYED_RECALL_SHORT, "epochs": 5},
 }
 
 PRESET_TABLES = {"full": FULL, "small": SMALL, "quick": QUICK}
@@ -330,17 +336,24 @@ def get_config(task: str, preset: str = DEFAULT_PRESET, **overrides) -> TrainCon
     return base.replace(**overrides) if overrides else base
 
 
-def load_json_overrides(path) -> dict:
-    """Read a JSON object of config overrides from ``path`` (keys are validated by ``replace``)."""
+def read_json_object(path, what: str = "Config file") -> dict:
+    """The JSON object stored at ``path``; a missing file, invalid JSON or a non-object is a ValueError
+    that starts with ``what`` and names the path."""
     path = Path(path)
     try:
         values = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"Config file not found: {path}") from None
+        raise ValueError(f"{what} not found: {path}") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"Config file {path} is not valid JSON: {err}") from None
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"Config file {path} must hold a JSON object of config keys, got {type(values).__name__}.")
+        raise ValueError(f"{what} {path} must hold a JSON object, got {type(values).__name__}.")
+    return values
+
+
+def load_json_overrides(path) -> dict:
+    """Read a JSON object of config overrides from ``path`` (keys are validated by ``replace``)."""
+    values = read_json_object(path, "Config file")
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
         raise ValueError(f"Config file {path}: unknown key(s) {unknown}. Valid keys: {', '.join(FIELD_NAMES)}.")
