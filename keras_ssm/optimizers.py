@@ -73,14 +73,6 @@ class SSMAdamW(keras.optimizers.AdamW):
         return config
 
 
-def ssm_variable_paths(model) -> list[str]:
-    """Paths of the SSM variables (``layer.ssm_variables`` of every SSM layer) of a built model."""
-    paths = []
-    for layer in find_ssm_layers(model):
-        paths.extend(v.path for v in layer.ssm_variables if v.path not in paths)
-    return paths
-
-
 def ssm_variable_paths(model):
     """Paths of the SSM variables (``layer.ssm_variables`` of every S4/S4D layer) of a built model."""
     paths = []
