@@ -313,3 +313,14 @@ def test_set_random_seed_makes_unseeded_layers_reproducible():
         np.testing.assert_array_equal(first[name], second[name])
     assert not np.array_equal(first["C"], other["C"])
     assert not np.array_equal(first["a_imag"], other["a_imag"])
+
+
+@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
+def test_small_steps_keep_float32_accuracy(discretization):
+    # dt down to 1e-5 (Path-X uses dt_min = 1e-4): exp(dt a) - 1 and log|1 + dt a / 2| must not cancel.
+    layer = keras_ssm.S4D(n=16, init="real", discretization=discretization, dt_min=1e-5, dt_max=1e-4, seed=0)
+    layer.build((None, None, 6))
+    expected = reference_kernel(layer, 256)
+    got = layer.kernel(256)[None]
+    scale = np.abs(expected).max(axis=-1, keepdims=True)
+    np.testing.assert_allclose(got / scale, expected / scale, atol=2e-5)

@@ -32,15 +32,18 @@ def discretize_diagonal(dt, a_real, a_imag, method):
     x_re, x_im = dt * a_real, dt * a_imag
     if method == "zoh":
         log_mag, angle = x_re, x_im
-        mag = ops.exp(x_re)
-        num_re, num_im = mag * ops.cos(x_im) - 1.0, mag * ops.sin(x_im)
+        # exp(x) - 1 without cancellation for small dt a (float32 exp(x) - 1 loses ~eps/|x| relative):
+        # Re = expm1(x_re) cos(x_im) - 2 sin^2(x_im / 2),  Im = exp(x_re) sin(x_im).
+        half_sin = ops.sin(0.5 * x_im)
+        num_re = ops.expm1(x_re) * ops.cos(x_im) - 2.0 * half_sin * half_sin
+        num_im = ops.exp(x_re) * ops.sin(x_im)
         db_re, db_im = complex_divide(num_re, num_im, a_real, a_imag)
     else:
         num_re, num_im = 1.0 + 0.5 * x_re, 0.5 * x_im
         den_re, den_im = 1.0 - 0.5 * x_re, -0.5 * x_im
-        log_mag = 0.5 * (
-            ops.log(num_re * num_re + num_im * num_im) - ops.log(den_re * den_re + den_im * den_im)
-        )
+        # |1 +- x/2|^2 = 1 +- x_re + |x|^2 / 4, through log1p for the same reason.
+        quarter_sq = 0.25 * (x_re * x_re + x_im * x_im)
+        log_mag = 0.5 * (ops.log1p(x_re + quarter_sq) - ops.log1p(quarter_sq - x_re))
         angle = ops.arctan2(num_im, num_re) - ops.arctan2(den_im, den_re)
         db_re, db_im = complex_divide(dt, ops.zeros_like(den_im), den_re, den_im)
     return log_mag, wrap_angle(angle), db_re, db_im
