@@ -1,0 +1,559 @@
+"""The report of the fixed-versus-learned eigenvalue experiment (zoo.experiments): statistics, tables, plots.
+
+For every (task, init) group and setting ("fixed", "learned") over seeds:
+
+* test accuracy (of the best-validation checkpoint), mean +- sample std over seeds;
+* convergence: the first epoch e (1-based) with val_acc[e] >= 0.95 * val_acc[last epoch], and the training
+  time up to the end of that epoch (sum of the per-epoch ``train_time_s`` of history.csv);
+* parameter counts: trainable, frozen (the fixed eigenvalues) and the frozen fraction;
+* memory (keras_ssm.memory, finite horizon T = sequence length): memory capacity MC = sum_k MF(k) and memory
+  length (lag holding 90% of MC), averaged over the channels and SSM layers of a run, at initialisation and
+  after training; for delayed recall also MF at the recalled lag.
+
+Paired over seeds (the two settings share seed, initial weights and data order): the difference
+learned - fixed, a paired t-test (scipy.stats.ttest_rel) and a Wilcoxon signed-rank test
+(scipy.stats.wilcoxon, computed when at least 3 differences are nonzero; its smallest attainable two-sided
+p-value with n nonzero differences is 2 / 2**n, so p < 0.05 needs n >= 6).
+
+Outputs in the experiment directory: report.json (every per-seed number), report.md (tables + plots), and
+validation_curves.png plus memory_<task>_<init>.png.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from zoo.experiments import SETTINGS, load_analysis_arrays, task_delay
+
+CONVERGENCE_FRACTION = 0.95
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+CURVES_PLOT = "validation_curves.png"
+MIN_WILCOXON_NONZERO = 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure statistics
+
+def epochs_to_fraction(values, fraction: float = CONVERGENCE_FRACTION):
+    """First epoch (1-based) whose value reaches ``fraction`` of the last epoch's value, or None.
+
+    e* = min { e : values[e-1] >= fraction * values[-1] }. None for an empty or non-finite curve.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values[-1]):
+        return None
+    reached = np.flatnonzero(values >= fraction * values[-1])
+    return int(reached[0]) + 1
+
+
+def time_to_epoch(epoch_times, epoch):
+    """Training seconds up to the end of ``epoch`` (1-based): sum of the first ``epoch`` epoch times."""
+    if epoch is None:
+        return None
+    times = np.asarray(epoch_times, dtype=np.float64)[:epoch]
+    return float(np.sum(times)) if times.size == epoch and np.all(np.isfinite(times)) else None
+
+
+def mean_std(values) -> dict:
+    """{"mean", "std" (sample std, ddof=1; 0 for one value), "n"} over the finite entries; None when empty."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if x.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0, "n": int(x.size)}
+
+
+def paired_comparison(fixed, learned) -> dict:
+    """Paired difference learned - fixed over seeds, with a paired t-test and a Wilcoxon signed-rank test.
+
+    Args:
+        fixed, learned: equal-length sequences, entry i from seed i of each setting.
+
+    Returns:
+        {"n", "differences", "mean", "std", "t_statistic", "t_pvalue", "wilcoxon_statistic",
+        "wilcoxon_pvalue", "wilcoxon_min_pvalue", "wins", "ties", "losses", "note"}; tests that are undefined
+        (n < 2, all differences equal, fewer than 3 nonzero differences for Wilcoxon) give None and say why
+        in ``note``. wins/ties/losses count seeds where learned is above/equal to/below fixed.
+    """
+    from scipy import stats
+
+    fixed = np.asarray(fixed, dtype=np.float64)
+    learned = np.asarray(learned, dtype=np.float64)
+    if fixed.shape != learned.shape or fixed.ndim != 1:
+        raise ValueError(f"fixed and learned must be 1-D of equal length, got {fixed.shape} and {learned.shape}.")
+    diff = learned - fixed
+    n = int(diff.size)
+    out = {"n": n, "differences": diff.tolist(), **{k: v for k, v in mean_std(diff).items() if k != "n"},
+           "t_statistic": None, "t_pvalue": None, "wilcoxon_statistic": None, "wilcoxon_pvalue": None,
+           "wilcoxon_min_pvalue": None, "wins": int(np.sum(diff > 0)), "ties": int(np.sum(diff == 0)),
+           "losses": int(np.sum(diff < 0)), "note": []}
+    if n < 2:
+        out["note"].append("paired t-test needs n >= 2")
+    elif np.all(diff == diff[0]):
+        out["note"].append("paired t-test undefined: all differences are equal")
+    else:
+        result = stats.ttest_rel(learned, fixed)
+        out["t_statistic"], out["t_pvalue"] = float(result.statistic), float(result.pvalue)
+    nonzero = int(np.sum(diff != 0))
+    if nonzero >= MIN_WILCOXON_NONZERO:
+        result = stats.wilcoxon(diff)
+        out["wilcoxon_statistic"], out["wilcoxon_pvalue"] = float(result.statistic), float(result.pvalue)
+        out["wilcoxon_min_pvalue"] = 2.0 / 2**nonzero
+    else:
+        out["note"].append(f"Wilcoxon not computed: {nonzero} nonzero difference(s), needs >= {MIN_WILCOXON_NONZERO}")
+    out["note"] = "; ".join(out["note"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathering the per-run numbers
+
+def _run_numbers(record) -> dict:
+    """The per-run numbers the report uses, from results.json, history.csv and analysis.json."""
+    from zoo.training import HISTORY_FILE, read_history
+
+    run, results, analysis = record["run"], record["results"], record["analysis"]
+    history = read_history(run.run_dir / HISTORY_FILE)
+    val_acc = history.get("val_accuracy", np.zeros(0))
+    epoch_times = history.get("train_time_s", np.full(val_acc.shape, np.nan))
+    converged = epochs_to_fraction(val_acc)
+    layers = analysis["layers"]
+
+    def layer_mean(stage, key):
+        values = [layer[stage][key] for layer in layers.values() if key in layer[stage]]
+        return float(np.mean(values)) if values else None
+
+    def layer_max(stage, key):
+        values = [layer[stage][key] for layer in layers.values() if key in layer[stage]]
+        return float(np.max(values)) if values else None
+
+    return {
+        "seed": run.seed,
+        "test_accuracy": results["test_accuracy"],
+        "best_val_accuracy": results["best_val_accuracy"],
+        "final_val_accuracy": float(val_acc[-1]) if val_acc.size else None,
+        "majority_class_rate": results["majority_class_rate"],
+        "epochs": int(val_acc.size),
+        "epochs_to_95": converged,
+        "time_to_95_s": time_to_epoch(epoch_times, converged),
+        "train_time_s": results["train_time_s"],
+        "wall_time_s": results["wall_time_s"],
+        "params_trainable": results["params_trainable"],
+        "params_frozen": results["params_frozen"],
+        "frozen_fraction": results["frozen_fraction"],
+        "mc_initial": layer_mean("initial", "capacity"),
+        "mc_trained": layer_mean("trained", "capacity"),
+        "length_initial": layer_mean("initial", "length"),
+        "length_trained": layer_mean("trained", "length"),
+        "length_change": layer_mean("trained", "length") - layer_mean("initial", "length"),
+        "mf_at_delay_initial": layer_mean("initial", "mf_at_delay_mean"),
+        "mf_at_delay_trained": layer_mean("trained", "mf_at_delay_mean"),
+        "mf_at_delay_initial_max": layer_max("initial", "mf_at_delay_max"),
+        "mf_at_delay_trained_max": layer_max("trained", "mf_at_delay_max"),
+        "eigenvalues_identical": all(layer["eigenvalues_identical"] for layer in layers.values()),
+        "eigenvalue_max_abs_change": max(layer["eigenvalue_max_abs_change"] for layer in layers.values()),
+        "initial_weights_fingerprint": analysis["initial_weights_fingerprint"],
+        "val_accuracy_curve": [float(v) for v in val_acc],
+        "num_examples": results["num_examples"],
+        "seq_len": results["seq_len"],
+        "backend": results["backend"],
+    }
+
+
+SUMMARY_KEYS = ("test_accuracy", "best_val_accuracy", "final_val_accuracy", "epochs_to_95", "time_to_95_s",
+                "train_time_s", "wall_time_s", "params_trainable", "params_frozen", "frozen_fraction",
+                "mc_initial", "mc_trained", "length_initial", "length_trained", "length_change",
+                "mf_at_delay_initial", "mf_at_delay_trained", "mf_at_delay_initial_max", "mf_at_delay_trained_max")
+
+
+def _scale(config, numbers) -> dict:
+    """What produced a group's numbers: model size, data size, optimisation budget."""
+    example = numbers[0]
+    return {
+        "preset": config.preset, "model": config.model, "num_layers": config.num_layers,
+        "d_model": config.d_model, "d_state": config.d_state, "bidirectional": config.bidirectional,
+        "pooling": getattr(config, "pooling", "mean"), "norm": config.norm, "dt_min": config.dt_min,
+        "dt_max": config.dt_max, "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+        "ssm_lr": config.ssm_lr, "weight_decay": config.weight_decay, "data_options": dict(config.data_options),
+        "num_examples": example["num_examples"], "seq_len": example["seq_len"], "backend": example["backend"],
+    }
+
+
+def code_version() -> dict:
+    """{"commit": short git commit of the repository holding this file, "dirty": uncommitted changes?};
+    None values when git or the repository is unavailable."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def build_report(records, *, command: str | None = None, title: str | None = None) -> dict:
+    """The report dict (report.json) from run records (zoo.experiments.run_experiment / collect_records)."""
+    groups: dict = {}
+    failures, missing = [], []
+    for record in records:
+        run = record["run"]
+        key = (run.task, run.init)
+        group = groups.setdefault(key, {"task": run.task, "init": run.init, "config": run.config,
+                                        "settings": {s: [] for s in SETTINGS}, "runs": []})
+        if record["status"] == "failed":
+            failures.append({"run": run.label, "error": record["error"]})
+            continue
+        if record["status"] == "missing":
+            missing.append(run.label)
+            continue
+        group["settings"][run.setting].append(_run_numbers(record))
+        group["runs"].append(run)
+
+    out_groups = []
+    for (task, init), group in groups.items():
+        per_setting = {s: sorted(group["settings"][s], key=lambda r: r["seed"]) for s in SETTINGS}
+        all_numbers = per_setting["fixed"] + per_setting["learned"]
+        if not all_numbers:
+            continue
+        summary = {s: {k: mean_std([r[k] for r in per_setting[s]]) for k in SUMMARY_KEYS} for s in SETTINGS}
+        by_seed = {s: {r["seed"]: r for r in per_setting[s]} for s in SETTINGS}
+        paired_seeds = sorted(set(by_seed["fixed"]) & set(by_seed["learned"]))
+        paired = {}
+        for key in ("test_accuracy", "epochs_to_95", "time_to_95_s", "length_trained"):
+            pairs = [(by_seed["fixed"][s][key], by_seed["learned"][s][key]) for s in paired_seeds]
+            pairs = [p for p in pairs if p[0] is not None and p[1] is not None]
+            if pairs:
+                paired[key] = paired_comparison([p[0] for p in pairs], [p[1] for p in pairs])
+        same_init = [by_seed["fixed"][s]["initial_weights_fingerprint"]
+                     == by_seed["learned"][s]["initial_weights_fingerprint"] for s in paired_seeds]
+        out_groups.append({
+            "task": task, "init": init, "seeds": paired_seeds,
+            "scale": _scale(group["config"], all_numbers),
+            "delay": task_delay(group["config"]),
+            "per_seed": per_setting, "summary": summary, "paired": paired,
+            "initial_weights_identical_across_settings": bool(same_init) and all(same_init),
+            "fixed_eigenvalues_unchanged": all(r["eigenvalues_identical"] for r in per_setting["fixed"]),
+            "learned_eigenvalues_changed": all(not r["eigenvalues_identical"] for r in per_setting["learned"]),
+        })
+    return {
+        "title": title or "Fixed versus learned eigenvalues",
+        "command": command,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count()},
+        "code": code_version(),
+        "convergence_fraction": CONVERGENCE_FRACTION,
+        "groups": out_groups,
+        "total_run_wall_time_s": float(sum(r["wall_time_s"] for g in out_groups for s in SETTINGS
+                                           for r in g["per_seed"][s])),
+        "failed_runs": failures,
+        "missing_runs": missing,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+def _figure(width, height):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def plot_validation_curves(report: dict, path) -> bool:
+    """One panel per (task, init): validation accuracy per epoch, mean over seeds with a +-1 std band, for
+    both settings, and the test majority-class rate. Returns False when there is nothing to plot."""
+    groups = [g for g in report["groups"] if any(g["per_seed"][s] for s in SETTINGS)]
+    if not groups:
+        return False
+    ncols = min(3, len(groups))
+    nrows = math.ceil(len(groups) / ncols)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(max(4.4 * ncols, 5.5), 3.2 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for panel, group in enumerate(groups):
+        ax = axes[panel // ncols][panel % ncols]
+        for index, setting in enumerate(SETTINGS):
+            curves = [r["val_accuracy_curve"] for r in group["per_seed"][setting] if r["val_accuracy_curve"]]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            values = np.asarray([c[:length] for c in curves])
+            epochs = np.arange(1, length + 1)
+            mean = values.mean(axis=0)
+            std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(mean)
+            ax.plot(epochs, mean, marker="o", markersize=3, color=f"C{index}",
+                    label=f"{setting} (n={len(values)})")
+            ax.fill_between(epochs, mean - std, mean + std, color=f"C{index}", alpha=0.2, lw=0)
+        majority = [r["majority_class_rate"] for s in SETTINGS for r in group["per_seed"][s]]
+        if majority:
+            ax.axhline(majority[0], color="gray", ls="--", lw=1, label="majority class")
+        ax.set_title(f"{group['task']} ({group['init']})", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("validation accuracy")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    for panel in range(len(groups), nrows * ncols):
+        axes[panel // ncols][panel % ncols].set_visible(False)
+    fig.suptitle("Validation accuracy: mean over seeds, band = ±1 std", fontsize=10)
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def memory_plot_name(task: str, init: str) -> str:
+    return f"memory_{task}_{init}.png"
+
+
+def plot_group_memory(records, task: str, init: str, path, delay: int | None = None) -> bool:
+    """Per-layer memory functions of one (task, init) group: at initialisation, and after training for
+    each setting; channels of all seeds pooled (mean curve, 10-90% band over channels x seeds)."""
+    from keras_ssm.memory import plot_memory_comparison
+
+    sets = {"initial": {}, "fixed, trained": {}, "learned, trained": {}}
+    for record in records:
+        run = record["run"]
+        if (run.task, run.init) != (task, init) or record["analysis"] is None:
+            continue
+        arrays = load_analysis_arrays(run)
+        if run.setting == "learned":
+            for layer, values in arrays["mf_initial"].items():
+                sets["initial"].setdefault(layer, []).append(values)
+        for layer, values in arrays["mf_trained"].items():
+            sets[f"{run.setting}, trained"].setdefault(layer, []).append(values)
+    sets = {label: {layer: np.concatenate(chunks, axis=0) for layer, chunks in layers.items()}
+            for label, layers in sets.items() if layers}
+    if not sets:
+        return False
+    fig = plot_memory_comparison(sets, None, title=f"{task} ({init}), seeds pooled")
+    if delay is not None:
+        for ax in fig.axes:
+            if ax.get_visible():
+                ax.axvline(delay, color="black", ls=":", lw=1)
+                ax.text(delay, 0.98, f" lag {delay}", transform=ax.get_xaxis_transform(), fontsize=7,
+                        va="top")
+    fig.savefig(path, dpi=120)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+def _fmt(stat, digits=3, scale=1.0, pm=True):
+    if stat is None or stat.get("mean") is None:
+        return "n/a"
+    mean = stat["mean"] * scale
+    if not pm or stat["n"] < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+
+
+def _p(value):
+    if value is None:
+        return "n/a"
+    return f"{value:.3g}"
+
+
+def _direction(scale):
+    return "bidirectional" if scale["bidirectional"] else "causal"
+
+
+def format_markdown(report: dict, plots: dict | None = None) -> str:
+    """report.md text: scale, accuracy/convergence, paired tests, memory, delayed-recall check, plots."""
+    plots = plots or {}
+    lines = [f"# {report['title']}", ""]
+    if report.get("command"):
+        lines += ["Command (from the repository root):", "", f"    {report['command']}", ""]
+    machine = report["machine"]
+    code = report.get("code") or {}
+    version = (f"code at git commit {code['commit']}" + (" with uncommitted changes to tracked files"
+                                                        if code.get("dirty") else "")
+               if code.get("commit") else "code version unknown (no git)")
+    lines += [f"Created {report['created_utc']} on {machine['platform']} ({machine['cpu_count']} CPU cores visible), "
+              f"Python {machine['python']}, {version} (when the report was written).", ""]
+    groups = report["groups"]
+    if not groups:
+        return "\n".join(lines + ["No finished runs yet.", ""])
+
+    lines += ["## Scale of every number below", "",
+              "All numbers come from these runs and nothing else: no extrapolation to other sizes.", "",
+              "| task | preset | model | dt range | data (train / val / test, length) | epochs × batch | "
+              "lr / SSM lr | seeds |",
+              "|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        s = g["scale"]
+        n = s["num_examples"]
+        lines.append(
+            f"| {g['task']} | {s['preset']} | {s['model']} {s['num_layers']} × H={s['d_model']} × N={s['d_state']}, "
+            f"{_direction(s)}, {s['pooling']} pooling | [{s['dt_min']:g}, {s['dt_max']:g}] | "
+            f"{n['train']} / {n['val']} / {n['test']}, L={s['seq_len']} | {s['epochs']} × {s['batch_size']} | "
+            f"{s['lr']:g} / {s['ssm_lr']:g} | {len(g['seeds'])} ({', '.join(map(str, g['seeds']))}) |")
+    runs = sum(len(g["per_seed"][s]) for g in groups for s in SETTINGS)
+    lines += ["", f"Backend {groups[0]['scale']['backend']}. Test accuracy is that of the best-validation epoch. "
+              f"{runs} runs, {report['total_run_wall_time_s'] / 60:.1f} min of run wall time in all (training, "
+              f"evaluation and per-run plots; the memory analysis comes on top).", ""]
+
+    lines += ["## Test accuracy, convergence and parameters", "",
+              f"Mean ± sample std over seeds. Convergence: first epoch whose validation accuracy reaches "
+              f"{int(100 * report['convergence_fraction'])}% of the last epoch's, and the training time up to "
+              f"the end of that epoch (it says nothing where the validation accuracy stays at chance). Frozen "
+              f"parameters are the fixed eigenvalue parameters (log dt, Re a, Im a).", "",
+              "| task | init | eigenvalues | n | test acc | best val acc | epochs to 95% | train time to 95% (s) | "
+              "train time (s) | trainable params | frozen params (fraction) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        for setting in SETTINGS:
+            m = g["summary"][setting]
+            if not m["test_accuracy"]["n"]:
+                continue
+            frozen = m["params_frozen"]["mean"]
+            lines.append(
+                f"| {g['task']} | {g['init']} | {setting} | {m['test_accuracy']['n']} | "
+                f"{_fmt(m['test_accuracy'], 2, 100)}% | {_fmt(m['best_val_accuracy'], 2, 100)}% | "
+                f"{_fmt(m['epochs_to_95'], 1)} | {_fmt(m['time_to_95_s'], 0)} | {_fmt(m['train_time_s'], 0)} | "
+                f"{int(m['params_trainable']['mean']):,} | {int(frozen):,} "
+                f"({100 * m['frozen_fraction']['mean']:.1f}%) |")
+    majority = {}
+    for g in groups:
+        for setting in SETTINGS:
+            if g["per_seed"][setting]:
+                majority.setdefault(g["task"], g["per_seed"][setting][0]["majority_class_rate"])
+    lines += ["", "Majority-class rate of the test split: "
+              + ", ".join(f"{task} {100 * rate:.1f}%" for task, rate in majority.items()) + ".", ""]
+
+    lines += ["## Paired difference learned − fixed over seeds", "",
+              "Same seed ⇒ same initial weights and data order in both settings. Wilcoxon's smallest attainable "
+              "two-sided p with n nonzero differences is 2/2^n (p < 0.05 needs n ≥ 6).", "",
+              "| task | init | n | Δ test acc (points) | paired t-test p | Wilcoxon p (min attainable) | "
+              "learned better / equal / worse | Δ epochs to 95% | Δ train time to 95% (s) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        acc = g["paired"].get("test_accuracy")
+        if acc is None:
+            continue
+        epochs = g["paired"].get("epochs_to_95")
+        seconds = g["paired"].get("time_to_95_s")
+        wilcoxon = (f"{_p(acc['wilcoxon_pvalue'])} ({_p(acc['wilcoxon_min_pvalue'])})"
+                    if acc["wilcoxon_pvalue"] is not None else "n/a")
+        lines.append(
+            f"| {g['task']} | {g['init']} | {acc['n']} | {_fmt(acc, 2, 100)} | {_p(acc['t_pvalue'])} | {wilcoxon} | "
+            f"{acc['wins']} / {acc['ties']} / {acc['losses']} | {_fmt(epochs, 1) if epochs else 'n/a'} | "
+            f"{_fmt(seconds, 0) if seconds else 'n/a'} |")
+    notes = [f"{g['task']}: {g['paired']['test_accuracy']['note']}" for g in groups
+             if g["paired"].get("test_accuracy", {}).get("note")]
+    lines += [""] + ([f"Notes: {'; '.join(notes)}.", ""] if notes else [])
+
+    lines += ["## Memory at initialisation and after training", "",
+              "keras_ssm.memory closed form, finite horizon T = sequence length (the state starts at zero with "
+              "every sequence). MC = Σ_k MF(k) ≤ real state dimension N; memory length = smallest lag holding "
+              "90% of MC. Each run's value is the mean over channels and SSM layers; the table gives mean ± std "
+              "over seeds.", "",
+              "| task | init | eigenvalues | MC initial | MC trained | length initial | length trained | "
+              "length change | eigenvalues bit-identical after training |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        for setting in SETTINGS:
+            m = g["summary"][setting]
+            if not m["test_accuracy"]["n"]:
+                continue
+            identical = [r["eigenvalues_identical"] for r in g["per_seed"][setting]]
+            lines.append(
+                f"| {g['task']} | {g['init']} | {setting} | {_fmt(m['mc_initial'], 2)} | {_fmt(m['mc_trained'], 2)} | "
+                f"{_fmt(m['length_initial'], 1)} | {_fmt(m['length_trained'], 1)} | {_fmt(m['length_change'], 2)} | "
+                f"{sum(identical)} of {len(identical)} runs |")
+    init_match = [g for g in groups if g["initial_weights_identical_across_settings"]]
+    lines += ["", f"Initial weights identical between the fixed and learned run of every seed: "
+              f"{len(init_match)} of {len(groups)} groups.", ""]
+
+    recall = [g for g in groups if g["delay"] is not None]
+    if recall:
+        lines += ["## Delayed recall: what the memory function predicts", "",
+                  "Label = the symbol `delay` steps before the last position, read out from the final position by "
+                  "causal layers. MF(delay) is the fraction of an i.i.d. input at that lag that the best linear "
+                  "readout of one channel's state recovers (mean and max over channels, layers and seeds). Where it "
+                  "is ~0 at initialisation the theory predicts chance accuracy with fixed eigenvalues, and no "
+                  "gradient signal that could extend the memory to that lag for learned ones. Where it is clearly "
+                  "above 0 but far below 1 (memory long and thin), learning can trade length for accuracy: the "
+                  "regime where the paper expects learned eigenvalues to win.", "",
+                  "| task | delay | L | classes (chance) | MF(delay) at init: mean / max | learned, trained: "
+                  "mean / max | test acc fixed | test acc learned |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for g in recall:
+            f, l = g["summary"]["fixed"], g["summary"]["learned"]
+            classes = int(g["scale"]["data_options"].get("num_classes", 0)) or _default_option(g["task"], "num_classes")
+            init_mean = _num((l if l["mf_at_delay_initial"]["n"] else f)["mf_at_delay_initial"]["mean"])
+            init_max = max([r["mf_at_delay_initial_max"] for s in SETTINGS for r in g["per_seed"][s]
+                            if r["mf_at_delay_initial_max"] is not None], default=None)
+            trained_max = max([r["mf_at_delay_trained_max"] for r in g["per_seed"]["learned"]
+                               if r["mf_at_delay_trained_max"] is not None], default=None)
+            lines.append(
+                f"| {g['task']} | {g['delay']} | {g['scale']['seq_len']} | {classes} ({100 / classes:.1f}%) | "
+                f"{init_mean} / {_num(init_max)} | {_num(l['mf_at_delay_trained']['mean'])} / "
+                f"{_num(trained_max)} | {_fmt(f['test_accuracy'], 2, 100)}% | {_fmt(l['test_accuracy'], 2, 100)}% |")
+        lines.append("")
+
+    lines += ["## Plots", ""]
+    if plots.get("curves"):
+        lines += [f"![validation curves]({plots['curves']})", ""]
+    for (task, init), name in plots.get("memory", {}).items():
+        lines += [f"Memory functions, {task} ({init}): initial (shared by both settings), fixed after training "
+                  f"(identical to initial), learned after training.", "", f"![memory {task} {init}]({name})", ""]
+    if report["failed_runs"] or report["missing_runs"]:
+        lines += ["## Runs not included", ""]
+        lines += [f"- failed: {f['run']}: {f['error']}" for f in report["failed_runs"]]
+        lines += [f"- not finished: {m}" for m in report["missing_runs"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _num(value, digits=4):
+    """Fixed-point, or scientific notation for small nonzero values (MF at long lags is ~1e-6)."""
+    if value is None:
+        return "n/a"
+    if value != 0 and abs(value) < 10 ** -(digits - 1):
+        return f"{value:.1e}"
+    return f"{value:.{digits}f}"
+
+
+def _default_option(task, key):
+    from zoo.data import task_options
+
+    return int(task_options(task)[key])
+
+
+def write_report(records, output_dir, *, command: str | None = None, title: str | None = None) -> dict:
+    """Build the report from run records and write report.json, report.md and the PNGs into ``output_dir``.
+
+    Returns the report dict (as written to report.json, plus ``"markdown"``: the report.md text).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = build_report(records, command=command, title=title)
+    plots = {"memory": {}}
+    if plot_validation_curves(report, output_dir / CURVES_PLOT):
+        plots["curves"] = CURVES_PLOT
+    for group in report["groups"]:
+        name = memory_plot_name(group["task"], group["init"])
+        if plot_group_memory(records, group["task"], group["init"], output_dir / name, delay=group["delay"]):
+            plots["memory"][(group["task"], group["init"])] = name
+    report["plots"] = {"validation_curves": plots.get("curves"),
+                       "memory": {f"{t}/{i}": n for (t, i), n in plots["memory"].items()}}
+    (output_dir / REPORT_JSON).write_text(json.dumps(report, indent=2))
+    markdown = format_markdown(report, plots)
+    (output_dir / REPORT_MD).write_text(markdown)
+    return {**report, "markdown": markdown}
