@@ -11,6 +11,9 @@ from keras_ssm.ops.discrete import DISCRETIZATIONS
 from keras_ssm.ops.init import EIGENVALUE_INITS, _check_state_size
 
 
+MIN_DECAY = 1e-4  # Re(a) <= -MIN_DECAY keeps |lambda| < 1 and dB finite however training moves log_a_real.
+
+
 class ArrayInitializer(keras.initializers.Initializer):
     """Initializes a variable to a fixed array computed at build time (structured init values)."""
 
@@ -144,6 +147,32 @@ class BaseSSM(keras.layers.Layer):
                 dtype=self.dtype_policy,
             )
             self.output_dense.build((None, None, H))
+
+    def _add_eigenvalue_weights(self, a):
+        """Create `log_a_real` and `a_imag` from continuous eigenvalues a (complex (H, N/2), Re a < 0).
+
+        Re a = -exp(log_a_real) stays negative whatever training does; both follow
+        `trainable_eigenvalues`.
+        """
+        self.log_a_real = self.add_weight(
+            name="log_a_real", shape=a.shape, initializer=ArrayInitializer(np.log(-a.real)),
+            trainable=self.trainable_eigenvalues,
+        )
+        self.a_imag = self.add_weight(
+            name="a_imag", shape=a.shape, initializer=ArrayInitializer(a.imag),
+            trainable=self.trainable_eigenvalues,
+        )
+
+    def _continuous_eigenvalues(self):
+        """(Re a, Im a) as float32 tensors (H, N/2), with Re a <= -MIN_DECAY."""
+        a_real = ops.minimum(-ops.exp(ops.cast(self.log_a_real, "float32")), -MIN_DECAY)
+        return a_real, ops.cast(self.a_imag, "float32")
+
+    def continuous_eigenvalues(self):
+        """a = Re + i Im as used by the layer, complex128 numpy (H, N/2)."""
+        self._check_built()
+        a_real = np.minimum(-np.exp(np.asarray(self.log_a_real.numpy(), np.float64)), -MIN_DECAY)
+        return a_real + 1j * np.asarray(self.a_imag.numpy(), np.float64)
 
     @property
     def _output_modes(self):

@@ -5,7 +5,6 @@ import numpy as np
 from keras import ops
 
 from keras_ssm.layers.base import ArrayInitializer, BaseSSM, complex_from_pairs
-from keras_ssm.layers.s4d import MIN_DECAY
 from keras_ssm.ops.dplr import (
     MAX_RANK,
     bilinear_dense_numpy,
@@ -103,14 +102,7 @@ class S4(BaseSSM):
             lam = initial_eigenvalues(self.init, self.n, num_channels=H, seed=seed)
             P = np.zeros((self.rank, H, M), dtype=np.complex128)
             B = np.ones((H, M), dtype=np.complex128)
-        self.log_a_real = self.add_weight(
-            name="log_a_real", shape=(H, M), initializer=ArrayInitializer(np.log(-lam.real)),
-            trainable=self.trainable_eigenvalues,
-        )
-        self.a_imag = self.add_weight(
-            name="a_imag", shape=(H, M), initializer=ArrayInitializer(lam.imag),
-            trainable=self.trainable_eigenvalues,
-        )
+        self._add_eigenvalue_weights(lam)
         self.P = self.add_weight(
             name="P", shape=(self.rank, H, M, 2), initializer=ArrayInitializer(_pairs(P)),
             trainable=self.trainable_eigenvalues,
@@ -127,8 +119,7 @@ class S4(BaseSSM):
 
     def _dplr_tensors(self):
         """float32 (Lambda_re, Lambda_im, P_re, P_im, B_re, B_im, dt): (H, M) x2, (r, H, M) x2, (H, M) x2, (H,)."""
-        lam_re = ops.minimum(-ops.exp(ops.cast(self.log_a_real, "float32")), -MIN_DECAY)
-        lam_im = ops.cast(self.a_imag, "float32")
+        lam_re, lam_im = self._continuous_eigenvalues()
         P = ops.cast(self.P, "float32")
         B = ops.cast(self.B, "float32")
         dt = ops.exp(ops.cast(self.log_dt, "float32"))
@@ -155,10 +146,7 @@ class S4(BaseSSM):
     # numpy views (float64) for analysis ----------------------------------------------------------
     def dplr_parameters(self):
         """(Lambda, P, B) as used by the layer, complex128: (H, N/2), (rank, H, N/2), (H, N/2)."""
-        self._check_built()
-        lam = np.minimum(-np.exp(np.asarray(self.log_a_real.numpy(), np.float64)), -MIN_DECAY)
-        lam = lam + 1j * np.asarray(self.a_imag.numpy(), np.float64)
-        return lam, complex_from_pairs(self.P.numpy()), complex_from_pairs(self.B.numpy())
+        return self.continuous_eigenvalues(), complex_from_pairs(self.P.numpy()), complex_from_pairs(self.B.numpy())
 
     def continuous_state_space(self):
         """Dense real continuous system (A, B): float64 (H, N, N), (H, N), on the interleaved real state."""

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_ssm.layers.base import ArrayInitializer, BaseSSM, complex_from_pairs
+from keras_ssm.layers.base import BaseSSM, complex_from_pairs
 from keras_ssm.ops.diagonal import (
     complex_multiply,
     discretize_diagonal,
@@ -12,9 +12,6 @@ from keras_ssm.ops.diagonal import (
 )
 from keras_ssm.ops.discrete import discretize_diagonal_numpy
 from keras_ssm.ops.init import initial_eigenvalues
-
-MIN_DECAY = 1e-4  # Re(a) <= -MIN_DECAY keeps |lambda| < 1 and dB finite however training moves log_a_real.
-
 
 @keras.saving.register_keras_serializable(package="keras_ssm")
 class S4D(BaseSSM):
@@ -49,28 +46,13 @@ class S4D(BaseSSM):
 
     def _build_state_matrix(self, H):
         a = initial_eigenvalues(self.init, self.n, num_channels=H, seed=self._next_seed())
-        self.log_a_real = self.add_weight(
-            name="log_a_real",
-            shape=a.shape,
-            initializer=ArrayInitializer(np.log(-a.real)),
-            trainable=self.trainable_eigenvalues,
-        )
-        self.a_imag = self.add_weight(
-            name="a_imag",
-            shape=a.shape,
-            initializer=ArrayInitializer(a.imag),
-            trainable=self.trainable_eigenvalues,
-        )
+        self._add_eigenvalue_weights(a)
 
     is_diagonal = True
 
     @property
     def eigenvalue_variables(self):
         return [self.log_dt, self.log_a_real, self.a_imag]
-
-    def _continuous_eigenvalues(self):
-        a_real = ops.minimum(-ops.exp(ops.cast(self.log_a_real, "float32")), -MIN_DECAY)
-        return a_real, ops.cast(self.a_imag, "float32")
 
     def _discrete(self):
         """(log|lambda|, arg lambda, Re dB, Im dB), each (H, N/2) float32."""
@@ -99,12 +81,6 @@ class S4D(BaseSSM):
         return y, ops.stack([s_re, s_im], axis=-1)
 
     # numpy views (float64) for analysis ----------------------------------------------------------
-    def continuous_eigenvalues(self):
-        """a = Re + i Im as used by the layer, complex128 (H, N/2)."""
-        self._check_built()
-        a_real = np.minimum(-np.exp(np.asarray(self.log_a_real.numpy(), np.float64)), -MIN_DECAY)
-        return a_real + 1j * np.asarray(self.a_imag.numpy(), np.float64)
-
     def _discrete_numpy(self):
         dt = np.exp(np.asarray(self.log_dt.numpy(), np.float64))
         return discretize_diagonal_numpy(dt[:, None], self.continuous_eigenvalues(), self.discretization)
