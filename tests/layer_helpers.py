@@ -30,3 +30,13 @@ def fit_a_few_steps(model, length=32, features=4):
     x = rng.normal(size=(16, length, features)).astype("float32")
     y = np.cumsum(x, axis=1)[..., :1].astype("float32")
     model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+
+
+def step_outputs(layer, x):
+    """Run layer.step over x (batch, length, H) from the initial state: outputs (batch, length, H)."""
+    state = layer.get_initial_state(x.shape[0])
+    outputs = []
+    for t in range(x.shape[1]):
+        y_t, state = layer.step(x[:, t], state)
+        outputs.append(to_numpy(y_t))
+    return np.stack(outputs, axis=1)
