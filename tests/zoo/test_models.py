@@ -11,6 +11,7 @@ from zoo.configs import PRESETS, TASKS, get_config
 from zoo.models import (
     InputSpec,
     LastStep,
+    MaskedMeanPooling,
     build_model,
     count_parameters,
     nominal_input_spec,
@@ -131,3 +132,19 @@ def test_last_step_pooling_reads_the_last_real_position(tmp_path):
     restored = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(tokens)),
                                keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+
+
+def test_an_all_padding_example_gives_finite_logits_and_leaves_the_others_alone():
+    """Masked mean pooling divides by max(count, 1) and selects (not multiplies) real positions."""
+    model = build_model(tiny(), InputSpec(10, 16, None, 10))
+    tokens = np.array([[3, 5, 7, 2, 0, 0, 0, 0, 0, 0], [0] * 10], dtype="int32")
+    logits = keras.ops.convert_to_numpy(model(tokens, training=False))
+    assert np.isfinite(logits).all()
+    alone = keras.ops.convert_to_numpy(model(tokens[:1], training=False))
+    np.testing.assert_allclose(logits[:1], alone, rtol=1e-5, atol=1e-6)
+
+    x = np.ones((2, 4, 3), dtype="float32")
+    x[0, 2:] = np.nan  # padding may hold anything
+    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=bool)
+    pooled = keras.ops.convert_to_numpy(MaskedMeanPooling()(x, mask=mask))
+    np.testing.assert_array_equal(pooled, [[1, 1, 1], [0, 0, 0]])
