@@ -304,3 +304,14 @@ def test_an_empty_or_header_only_user_file_is_our_error_naming_it(tmp_path, cont
     (tmp_path / "basic_train.tsv").write_text(content)
     with pytest.raises(DataError, match=rf"basic_train\.tsv {message}"):
         load_task("listops", "train", data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=4)
+
+
+def test_the_data_cli_reports_a_data_error_in_one_line(tmp_path, capsys):
+    from zoo.data.__main__ import main
+
+    (tmp_path / "basic_train.tsv").write_text("Source\tTarget\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["listops", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "basic_train.tsv has a header but no data rows" in err and "Traceback" not in err
