@@ -148,3 +148,22 @@ def test_an_all_padding_example_gives_finite_logits_and_leaves_the_others_alone(
     mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=bool)
     pooled = keras.ops.convert_to_numpy(MaskedMeanPooling()(x, mask=mask))
     np.testing.assert_array_equal(pooled, [[1, 1, 1], [0, 0, 0]])
+
+
+def test_models_saved_with_the_zoo_s_former_last_step_name_still_load(tmp_path):
+    """LastStep moved from zoo.models ("keras_ssm_zoo>LastStep") into keras_ssm: old best.keras files load."""
+    import zipfile
+
+    model = build_model(tiny("delayed_recall", num_layers=1), InputSpec(12, 9, None, 8))
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item.filename)
+            if item.filename == "config.json":
+                assert b'"keras_ssm>LastStep"' in data
+                data = data.replace(b'"keras_ssm>LastStep"', b'"keras_ssm_zoo>LastStep"')
+            old.writestr(item, data)
+    restored = keras.saving.load_model(tmp_path / "old.keras")
+    assert isinstance(restored.get_layer("last_step"), LastStep)
+    for a, b in zip(restored.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -263,11 +263,15 @@ def expected_rows(config: ListOpsGeneratorConfig) -> dict:
 def count_tsv_rows(path: Path) -> int | None:
     """Data rows of a TSV written by the generator (header + one tree a line), or None when it is not
     such a file (no header, or a last line without its newline)."""
+    header = HEADER.encode() + b"\n"
+    newlines, last = 0, b""
     with open(path, "rb") as f:
-        data = f.read()
-    if not data.startswith(HEADER.encode() + b"\n") or not data.endswith(b"\n"):
-        return None
-    return data.count(b"\n") - 1
+        if f.read(len(header)) != header:
+            return None
+        for block in iter(lambda: f.read(1 << 20), b""):
+            newlines += block.count(b"\n")
+            last = block[-1:]
+    return newlines if last in (b"", b"\n") else None
 
 
 def generated_data_problem(directory: Path, config: ListOpsGeneratorConfig) -> str | None:
