@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import keras
 
 import keras_ssm
-from keras_ssm.layers.pooling import LastStep, MaskedMeanPooling  # noqa: F401  (LastStep: the zoo's import path)
+from keras_ssm.layers.pooling import LastStep, MaskedMeanPooling
 
 
 @dataclass(frozen=True)
