@@ -2,9 +2,15 @@
 
 Submodules load on first use (PEP 562), so numpy-only tools such as `python -m keras_ssm.memory`
 start without importing keras or a backend.
+
+`import keras_ssm` still registers every serializable class (the layers, `SSMBlock`, the pooling
+layers of the zoo models, `SSMAdamW`) with `keras.saving`, so a `.keras` file loads in a process
+that only imported keras_ssm: at once when keras is already imported, otherwise right after keras'
+own import finishes (a one-shot import hook on the top-level `keras` package).
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -13,6 +19,8 @@ _EXPORTS = {
     "S4D": "keras_ssm.layers",
     "S4": "keras_ssm.layers",
     "SSMBlock": "keras_ssm.layers",
+    "MaskedMeanPooling": "keras_ssm.layers",
+    "LastStep": "keras_ssm.layers",
     "MemoryFunction": "keras_ssm.memory",
     "memory_function": "keras_ssm.memory",
     "memory_capacity": "keras_ssm.memory",
@@ -43,3 +51,55 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+#: Modules whose import registers the serializable classes (`keras.saving.register_keras_serializable`).
+_SERIALIZABLE_MODULES = ("keras_ssm.layers", "keras_ssm.optimizers")
+
+
+def register_serializables():
+    """Import the modules that register keras_ssm's classes with `keras.saving` (imports keras)."""
+    for module in _SERIALIZABLE_MODULES:
+        importlib.import_module(module)
+
+
+class _RegisterAfterKerasImport:
+    """A `sys.meta_path` finder that finds nothing itself: when `keras` is first imported, it wraps
+    keras' loader so that `register_serializables` runs as soon as keras' own `__init__` has finished.
+    (Not an `importlib.abc.MetaPathFinder` subclass: importing that module would double the import time.)"""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        _remove_hook()
+        import importlib.util
+
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            try:
+                register_serializables()
+            except Exception as err:  # never break `import keras`; loading a .keras file will name the class
+                import warnings
+
+                warnings.warn(f"keras_ssm could not register its layers with keras.saving: {err!r}", stacklevel=2)
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+def _remove_hook():
+    for finder in list(sys.meta_path):
+        if isinstance(finder, _RegisterAfterKerasImport):
+            sys.meta_path.remove(finder)
+
+
+if "keras" in sys.modules:
+    register_serializables()
+elif not any(type(finder).__name__ == "_RegisterAfterKerasImport" for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasImport())

@@ -263,8 +263,35 @@ def test_get_config_round_trip():
         ({"discretization": "zoh"}, "`discretization` must be 'bilinear'"),
         ({"init": "hippo"}, "`init`"),
         ({"dt_min": 0.1, "dt_max": 0.1}, "`dt_min` must be < `dt_max`"),
+        ({"rank": "1"}, "`rank`"),
+        ({"rank": 1.0}, "`rank`"),
+        ({"dt_min": True, "dt_max": 10.0}, "`dt_min`"),
+        ({"dropout": "0.1"}, "`dropout`"),
+        ({"seed": 2.5}, "`seed`"),
+        ({"activation": "no_such_activation"}, "`activation`"),
+        ({"bidirectional": None}, "`bidirectional`"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         S4(**kwargs)
+
+
+def test_length_zero_and_a_changed_feature_count_are_clear_errors():
+    layer = S4(n=4, seed=0)
+    layer(np.zeros((1, 6, 2), "float32"))
+    with pytest.raises(ValueError, match="length >= 1"):
+        layer(np.zeros((1, 0, 2), "float32"))
+    with pytest.raises(ValueError, match="axis -1"):
+        layer(np.zeros((1, 6, 3), "float32"))
+
+
+def test_nan_at_padded_positions_cannot_reach_real_positions():
+    x = np.random.default_rng(2).normal(size=(1, 10, 2)).astype("float32")
+    mask = np.arange(10)[None] < 7
+    poisoned, clean = x.copy(), x.copy()
+    poisoned[:, 7:], clean[:, 7:] = np.nan, 0.0
+    layer = S4(n=4, bidirectional=True, seed=0)
+    got = ops.convert_to_numpy(layer(poisoned, mask=mask))[:, :7]
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, ops.convert_to_numpy(layer(clean, mask=mask))[:, :7], rtol=1e-5, atol=1e-5)

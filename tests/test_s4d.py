@@ -223,11 +223,94 @@ def test_mask_is_propagated():
         ({"dropout": 1.0}, "`dropout`"),
         ({"bidirectional": "yes"}, "`bidirectional`"),
         ({"trainable_dt": 1}, "`trainable_dt`"),
+        # Wrong types are named too, never a bare TypeError from a comparison or silently accepted.
+        ({"dt_min": True, "dt_max": 10.0}, "`dt_min`"),
+        ({"dt_max": True}, "`dt_max`"),
+        ({"dt_max": "0.1"}, "`dt_max`"),
+        ({"dropout": "0.1"}, "`dropout`"),
+        ({"dropout": None}, "`dropout`"),
+        ({"dropout": True}, "`dropout`"),
+        ({"seed": "7"}, "`seed`"),
+        ({"seed": 1.5}, "`seed`"),
+        ({"seed": -1}, "`seed`"),
+        ({"seed": True}, "`seed`"),
+        ({"n": "8"}, "`n`"),
+        ({"n": True}, "`n`"),
+        ({"init": ["inv"]}, "`init`"),
+        ({"activation": "no_such_activation"}, "`activation`"),
+        ({"activation": 3}, "`activation`"),
+        ({"gated_output": None}, "`gated_output`"),
+        ({"trainable_eigenvalues": 0}, "`trainable_eigenvalues`"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         keras_ssm.S4D(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dropout": "0.1"}, "`dropout`"),
+        ({"dropout": None}, "`dropout`"),
+        ({"norm_momentum": "0.9"}, "`norm_momentum`"),
+        ({"norm_momentum": 1.0}, "`norm_momentum`"),
+        ({"prenorm": "yes"}, "`prenorm`"),
+        ({"norm": ["batch"]}, "`norm`"),
+    ],
+)
+def test_bad_block_arguments_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_ssm.SSMBlock(keras_ssm.S4D(n=4), **kwargs)
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_numbers():
+    layer = keras_ssm.S4D(n=np.int64(4), dt_min=np.float32(1e-3), dropout=np.float64(0.1), seed=np.int32(3))
+    config = layer.get_config()
+    assert config["n"] == 4 and config["seed"] == 3 and type(config["seed"]) is int
+    assert config["dropout"] == pytest.approx(0.1)
+
+
+def test_length_zero_is_a_clear_error_not_a_hang():
+    layer = keras_ssm.S4D(n=4, seed=0)
+    layer(np.zeros((2, 5, 3), "float32"))
+    with pytest.raises(ValueError, match="length >= 1"):
+        layer(np.zeros((2, 0, 3), "float32"))
+    with pytest.raises(ValueError, match="length >= 1"):
+        keras_ssm.S4D(n=4, seed=0)(np.zeros((2, 0, 3), "float32"))
+    with pytest.raises(ValueError, match="length >= 1"):
+        keras_ssm.SSMBlock(keras_ssm.S4D(n=4, seed=0))(np.zeros((1, 0, 3), "float32"))
+
+
+@pytest.mark.parametrize("features", [1, 6])
+def test_a_built_layer_called_with_another_feature_count_is_a_clear_error(features):
+    layer = keras_ssm.S4D(n=4, seed=0)
+    layer(np.zeros((2, 5, 3), "float32"))
+    with pytest.raises(ValueError, match="axis -1"):
+        layer(np.zeros((2, 5, features), "float32"))
+    block = keras_ssm.SSMBlock(keras_ssm.S4D(n=4, seed=0))
+    block(np.zeros((2, 5, 3), "float32"))
+    with pytest.raises(ValueError, match="axis -1"):
+        block(np.zeros((2, 5, features), "float32"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_at_padded_positions_cannot_reach_real_positions(bad):
+    x = inputs(batch=2, length=12, features=3, seed=4)
+    mask = np.ones((2, 12), dtype=bool)
+    mask[0, 8:] = False
+    poisoned = x.copy()
+    poisoned[0, 8:] = bad
+    clean = x.copy()
+    clean[0, 8:] = 0.0
+    layer = keras_ssm.S4D(n=4, bidirectional=True, seed=0)
+    block = keras_ssm.SSMBlock(keras_ssm.S4D(n=4, bidirectional=True, seed=1), norm="batch")
+    for training in (False, True):
+        got = to_numpy(block(layer(poisoned, mask=mask), mask=mask, training=training))
+        expected = to_numpy(block(layer(clean, mask=mask), mask=mask, training=training))
+        assert np.isfinite(got[0, :8]).all() and np.isfinite(got[1]).all()
+        np.testing.assert_allclose(got[0, :8], expected[0, :8], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_input_shapes_raise_clear_errors():

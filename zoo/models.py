@@ -4,7 +4,7 @@ Single-input tasks::
 
     tokens (batch, L) int32 -> Embedding(vocab, H, mask_zero=True)        [or real (batch, L, F) -> Dense(H)]
       -> num_layers x SSMBlock(S4D|S4(n=d_state, bidirectional), norm, prenorm, dropout)
-      -> final norm (prenorm only) -> masked mean over time -> Dense(num_classes) logits
+      -> final norm (prenorm only) -> masked mean over time (or last step) -> Dense(num_classes) logits
 
 Two-input tasks (retrieval): the same encoder, shared, on each document -> e1, e2 (batch, H), then
 ``[e1, e2, e1 * e2, e1 - e2]`` (batch, 4H) -> Dense(H, gelu) -> Dense(num_classes) logits.
@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
-from keras import ops
 
 import keras_ssm
+from keras_ssm.layers.pooling import LastStep, MaskedMeanPooling
 
 
 @dataclass(frozen=True)
@@ -126,29 +126,8 @@ def _encode(x, config, spec: InputSpec):
         x = _norm_layer(config.norm, "final_norm", config.norm_momentum)(x)
     if config.pooling == "last":
         return LastStep(name="last_step")(x)
-    return keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
-
-
-@keras.saving.register_keras_serializable(package="keras_ssm_zoo")
-class LastStep(keras.layers.Layer):
-    """(batch, length, H) -> (batch, H): the features at the last position, or with a padding mask
-    (right padding) at the last unmasked position ``sum(mask) - 1`` (position 0 for all-padding rows)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def call(self, inputs, mask=None):
-        if mask is None:
-            return inputs[:, -1, :]
-        last = ops.maximum(ops.sum(ops.cast(mask, "int32"), axis=1) - 1, 0)
-        return ops.take_along_axis(inputs, last[:, None, None], axis=1)[:, 0, :]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
-
-    def compute_mask(self, inputs, mask=None):
-        return None
+    # Finite for an all-padding example (0, not 0 / 0); padded positions are selected away, not multiplied.
+    return MaskedMeanPooling(name="mean_pool")(x)
 
 
 def build_model(config, spec) -> keras.Model:

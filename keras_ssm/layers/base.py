@@ -74,12 +74,13 @@ class BaseSSM(keras.layers.Layer):
                 f"`discretization` must be one of {self.allowed_discretizations}, got {discretization!r}."
             )
         for name, value in (("dt_min", dt_min), ("dt_max", dt_max)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not _is_real_number(value) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
         if dt_min >= dt_max:
             raise ValueError(f"`dt_min` must be < `dt_max`, got dt_min={dt_min!r}, dt_max={dt_max!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+        check_rate("dropout", dropout)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"`seed` must be None or an integer >= 0, got {seed!r}.")
         for name, value in (("trainable_eigenvalues", trainable_eigenvalues),
                             ("bidirectional", bidirectional), ("gated_output", gated_output)):
             if not isinstance(value, bool):
@@ -96,10 +97,16 @@ class BaseSSM(keras.layers.Layer):
         self.discretization = discretization
         self.bidirectional = bidirectional
         self.dropout = float(dropout)
-        self.activation = keras.activations.get(activation)
+        try:
+            self.activation = keras.activations.get(activation)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"`activation` must be None, the name of a Keras activation (e.g. 'gelu') or a callable, "
+                f"got {activation!r}."
+            ) from None
         self._activation_arg = activation
         self.gated_output = gated_output
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.supports_masking = True
         # Every random initial value is drawn from this numpy generator, so a seed gives the same
         # layer on every backend; without a seed it follows numpy's global state, which
@@ -124,7 +131,11 @@ class BaseSSM(keras.layers.Layer):
             raise ValueError(
                 f"{type(self).__name__} needs a known feature dimension (last axis), got shape {tuple(input_shape)}."
             )
+        if input_shape[1] == 0:
+            raise ValueError(f"{type(self).__name__} needs sequences of length >= 1, got shape {tuple(input_shape)}.")
         self.features = H = int(input_shape[-1])
+        # Keras checks this on every later call: a different feature count is a clear error, not a broadcast.
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: H})
         log_dt = self._rng.uniform(math.log(self.dt_min), math.log(self.dt_max), size=(H,))
         self.log_dt = self.add_weight(
             name="log_dt", shape=(H,), initializer=ArrayInitializer(log_dt), trainable=self.trainable_dt
@@ -197,9 +208,13 @@ class BaseSSM(keras.layers.Layer):
         return list(self.eigenvalue_variables)
 
     def call(self, inputs, training=None, mask=None):
+        if inputs.shape[1] == 0:
+            raise ValueError(f"{type(self).__name__} needs sequences of length >= 1, got shape {tuple(inputs.shape)}.")
         u = ops.cast(inputs, "float32")
         if mask is not None:
-            u = u * ops.cast(mask, "float32")[..., None]
+            # Select, not multiply: NaN * 0 is NaN, so a NaN or inf at a padded position would spread
+            # through the convolution to every position of its sequence.
+            u = ops.where(ops.cast(mask, "bool")[..., None], u, ops.zeros_like(u))
         u = ops.transpose(u, (0, 2, 1))
         length = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
         kernel = self.convolution_kernel(length)
@@ -291,6 +306,17 @@ class BaseSSM(keras.layers.Layer):
             }
         )
         return config
+
+
+def _is_real_number(value):
+    """int or float (numpy scalars included), but not bool: True is not a step size or a rate."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def check_rate(name, value):
+    """Raise a ValueError naming `name` unless value is a number in [0, 1)."""
+    if not _is_real_number(value) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a number in [0, 1), got {value!r}.")
 
 
 def complex_from_pairs(x):

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_ssm.layers.base import check_rate
+
 NORMS = ("batch", "layer")
 
 
@@ -32,10 +34,8 @@ class SSMBlock(keras.layers.Layer):
             raise ValueError(f"`norm` must be one of {NORMS}, got {norm!r}.")
         if not isinstance(prenorm, bool):
             raise ValueError(f"`prenorm` must be True or False, got {prenorm!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
-        if not 0.0 <= norm_momentum < 1.0:
-            raise ValueError(f"`norm_momentum` must be in [0, 1), got {norm_momentum!r}.")
+        check_rate("dropout", dropout)
+        check_rate("norm_momentum", norm_momentum)
         self.layer = layer
         self.norm = norm
         self.prenorm = prenorm
@@ -55,6 +55,8 @@ class SSMBlock(keras.layers.Layer):
             raise ValueError(
                 f"SSMBlock expects inputs of rank 3 (batch, length, features), got shape {tuple(input_shape)}."
             )
+        if input_shape[-1] is not None:
+            self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: int(input_shape[-1])})
         self.norm_layer.build(input_shape)
         if not self.layer.built:
             self.layer.build(input_shape)

@@ -6,6 +6,7 @@ lambda^l = exp(l * log_magnitude) * (cos(l * angle) + i sin(l * angle)) need no 
 """
 
 import math
+import numbers
 
 from keras import ops
 
@@ -117,7 +118,9 @@ def vandermonde_kernel(weight_re, weight_im, log_magnitude, angle, length):
 
 
 def fft_length(length):
-    """Smallest n >= 2 * length with no prime factor above 5 (fast for every FFT library)."""
+    """Smallest n >= 2 * length with no prime factor above 5 (fast for every FFT library); length >= 1."""
+    if isinstance(length, numbers.Integral) and length < 1:
+        raise ValueError(f"`length` must be >= 1, got {length!r}.")
     n = 2 * length
     while True:
         m = n

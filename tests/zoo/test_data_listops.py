@@ -208,3 +208,110 @@ def test_too_few_distinct_trees_is_an_error_not_a_hang(tmp_path):
     config = lo.ListOpsGeneratorConfig(num_train=5000, num_val=1, num_test=1, min_length=0, max_length=6, seed=0)
     with pytest.raises(RuntimeError, match="too few distinct trees"):
         lo.generate_listops_files(tmp_path, config, num_workers=1, progress=False)
+
+
+# ----------------------------------------------------------------------------- damaged cache entries
+def generated_dir(cache):
+    return cache / "listops" / lo.ListOpsGeneratorConfig(seed=0, **SMALL).cache_name()
+
+
+def load_small(cache, split="train"):
+    return load_task_arrays("listops", split, cache_dir=cache, num_workers=1, progress=False, **SMALL)
+
+
+def cut_at_line_boundary(path, keep_rows):
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[: 1 + keep_rows]))
+
+
+@pytest.mark.parametrize("damage", ["cut", "deleted", "changed", "record_deleted"])
+def test_a_damaged_generated_tsv_is_regenerated_with_one_warning(tmp_path, caplog, damage):
+    first, _, _ = load_small(tmp_path)
+    train = generated_dir(tmp_path) / "basic_train.tsv"
+    original = train.read_bytes()
+    assert (generated_dir(tmp_path) / "basic_train.tsv.check.json").exists()
+    if damage == "cut":
+        cut_at_line_boundary(train, 10)  # a quarter of the rows, still a well-formed TSV
+    elif damage == "deleted":
+        train.unlink()
+    elif damage == "changed":
+        train.write_bytes(original.replace(b"\t1\n", b"\t2\n", 1))  # same size, other content
+    else:
+        (generated_dir(tmp_path) / "basic_train.tsv.check.json").unlink()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="zoo.data")
+    second, info, _ = load_small(tmp_path)
+    assert info.num_examples == 40
+    np.testing.assert_array_equal(second.labels, first.labels)
+    np.testing.assert_array_equal(second.inputs[0].values, first.inputs[0].values)
+    assert train.read_bytes() == original
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    if damage == "record_deleted":  # an intact file without a record (older cache) is kept and gets one
+        assert warnings == [] and "reusing generated data" in caplog.text
+        assert (generated_dir(tmp_path) / "basic_train.tsv.check.json").exists()
+    else:
+        assert len(warnings) == 1 and "damaged" in warnings[0] and "regenerating" in warnings[0]
+        third, _, _ = load_small(tmp_path)  # and it stays repaired
+        np.testing.assert_array_equal(third.labels, first.labels)
+
+
+def test_a_damaged_entry_with_generate_false_is_an_error_naming_it(tmp_path):
+    load_small(tmp_path)
+    cut_at_line_boundary(generated_dir(tmp_path) / "basic_train.tsv", 5)
+    with pytest.raises(DataNotFoundError, match=r"damaged .*basic_train\.tsv.*generate=False"):
+        load_task_arrays("listops", "train", cache_dir=tmp_path, generate=False, **SMALL)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied", "record_deleted"])
+def test_a_damaged_processed_npz_is_rebuilt(tmp_path, caplog, damage):
+    first, _, _ = load_small(tmp_path)
+    (npz,) = (tmp_path / "processed").glob("listops-*.npz")
+    data = npz.read_bytes()
+    if damage == "truncated":
+        npz.write_bytes(data[: len(data) // 2])
+    elif damage == "emptied":
+        npz.write_bytes(b"")
+    else:  # an intact file from before check records: reused, and it gets a record
+        npz.with_name(npz.name + ".check.json").unlink()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="zoo.data")
+    second, _, _ = load_small(tmp_path)
+    np.testing.assert_array_equal(second.inputs[0].values, first.inputs[0].values)
+    assert npz.read_bytes() == data and npz.with_name(npz.name + ".check.json").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    if damage == "record_deleted":
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and str(npz) in warnings[0] and "rebuilding" in warnings[0]
+
+
+def test_a_truncated_npz_without_a_record_is_rebuilt_too(tmp_path, caplog):
+    first, _, _ = load_small(tmp_path)
+    (npz,) = (tmp_path / "processed").glob("listops-*.npz")
+    npz.with_name(npz.name + ".check.json").unlink()
+    npz.write_bytes(npz.read_bytes()[:100])
+    caplog.set_level(logging.WARNING, logger="zoo.data")
+    second, _, _ = load_small(tmp_path)
+    np.testing.assert_array_equal(second.labels, first.labels)
+    assert str(npz) in caplog.text and "BadZipFile" in caplog.text
+
+
+@pytest.mark.parametrize("content, message", [("", "is empty"), ("Source\tTarget\n", "has a header but no data rows"),
+                                              ("Source\tTarget\n\n\n", "has a header but no data rows")])
+def test_an_empty_or_header_only_user_file_is_our_error_naming_it(tmp_path, content, message):
+    from zoo.data import DataError
+
+    (tmp_path / "basic_train.tsv").write_text(content)
+    with pytest.raises(DataError, match=rf"basic_train\.tsv {message}"):
+        load_task("listops", "train", data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=4)
+
+
+def test_the_data_cli_reports_a_data_error_in_one_line(tmp_path, capsys):
+    from zoo.data.__main__ import main
+
+    (tmp_path / "basic_train.tsv").write_text("Source\tTarget\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["listops", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "basic_train.tsv has a header but no data rows" in err and "Traceback" not in err

@@ -1,6 +1,7 @@
 """Pathfinder / Path-X: generated images (markers, balance, connectivity), layout writer, loader, cache."""
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -173,3 +174,67 @@ def test_official_layout_errors(tmp_path):
         load_task_arrays("pathfinder", "train", data_dir=tmp_path, difficulty=10)
     with pytest.raises(DataNotFoundError, match="generate=False"):
         load_task_arrays("pathx", "train", cache_dir=tmp_path / "c", generate=False)
+
+
+# ----------------------------------------------------------------------------- damaged cache entries
+GENERATED = dict(num_examples=20, difficulty=6, num_workers=1, progress=False, encoding="tokens")
+
+
+def generated_difficulty_dir(cache):
+    return pf.generated_root(cache, PathfinderParams.for_resolution(32, 6), 20, 0) / "pathfinder32" / "curv_baseline"
+
+
+def warnings_of(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("damage", ["metadata_cut", "metadata_deleted", "params_deleted", "image_deleted",
+                                    "image_emptied"])
+def test_a_damaged_generated_set_is_regenerated_with_one_warning(tmp_path, caplog, damage):
+    first, _, _ = load_task_arrays("pathfinder", "train", cache_dir=tmp_path, **GENERATED)
+    directory = generated_difficulty_dir(tmp_path)
+    metadata = directory / "metadata" / "0.npy"
+    original = metadata.read_bytes()
+    if damage == "metadata_cut":
+        metadata.write_text("\n".join(original.decode().splitlines()[:5]) + "\n")
+    elif damage == "metadata_deleted":
+        metadata.unlink()
+    elif damage == "params_deleted":
+        (directory.parents[1] / "params.json").unlink()
+    else:
+        # the decoded images are cached: damage the images and drop the processed cache, as a user
+        # cleaning up "processed/" would
+        for entry in (tmp_path / "processed").iterdir():
+            shutil.rmtree(entry)
+        image = directory / "imgs" / "0" / "sample_3.png"
+        image.unlink() if damage == "image_deleted" else image.write_bytes(b"")
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="zoo.data")
+    second, info, _ = load_task_arrays("pathfinder", "train", cache_dir=tmp_path, **GENERATED)
+    assert info.num_examples == 16
+    np.testing.assert_array_equal(second.inputs[0], first.inputs[0])
+    np.testing.assert_array_equal(second.labels, first.labels)
+    assert metadata.read_bytes() == original
+    warnings = warnings_of(caplog)
+    assert len(warnings) == 1 and "damaged" in warnings[0] and "regenerating" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted", "changed"])
+def test_a_damaged_processed_pathfinder_cache_is_rebuilt(tmp_path, caplog, damage):
+    first, _, _ = load_task_arrays("pathfinder", "train", cache_dir=tmp_path, **GENERATED)
+    (cache,) = (tmp_path / "processed").iterdir()
+    images = cache / "images.npy"
+    data = images.read_bytes()
+    if damage == "truncated":
+        images.write_bytes(data[: len(data) - 1000])
+    elif damage == "deleted":
+        images.unlink()
+    else:
+        images.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="zoo.data")
+    second, _, _ = load_task_arrays("pathfinder", "train", cache_dir=tmp_path, **GENERATED)
+    np.testing.assert_array_equal(second.inputs[0], first.inputs[0])
+    assert images.read_bytes() == data
+    warnings = warnings_of(caplog)
+    assert len(warnings) == 1 and str(cache) in warnings[0] and "rebuilding" in warnings[0], warnings

@@ -326,3 +326,24 @@ def test_model_fit_on_every_keras_backend(tmp_path, backend):
     result = subprocess.run([sys.executable, "-c", FIT_SCRIPT, str(tmp_path / "lra_release" / "tsv_data")],
                             env=env, capture_output=True, text=True, timeout=300)
     assert f"FIT-OK {backend}" in result.stdout, result.stderr[-3000:]
+
+
+def test_an_empty_retrieval_file_is_our_error_naming_it(tmp_path):
+    folder = write_aan(tmp_path, {})
+    (folder / "new_aan_pairs.train.tsv").write_bytes(b"")
+    from zoo.data import DataError
+
+    with pytest.raises(DataError, match=r"new_aan_pairs\.train\.tsv:1: no rows"):
+        load_task("retrieval", "train", data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2)
+
+
+def test_a_split_without_examples_is_our_error_not_a_tf_buffer_size_error(monkeypatch):
+    """Whatever source yields no rows, load_task stops with a DataError before building the pipeline."""
+    from zoo.data import DataError, SplitData
+
+    def empty_split(split, *, data_seed):
+        return SplitData(inputs=(np.zeros((0, 64), np.uint8),), labels=np.zeros(0, np.int64)), 64
+
+    monkeypatch.setattr(dg, "load_digits_split", empty_split)
+    with pytest.raises(DataError, match="digits/train has no examples"):
+        load_task("digits", "train", batch_size=4)

@@ -11,6 +11,7 @@ from zoo.configs import PRESETS, TASKS, get_config
 from zoo.models import (
     InputSpec,
     LastStep,
+    MaskedMeanPooling,
     build_model,
     count_parameters,
     nominal_input_spec,
@@ -131,3 +132,38 @@ def test_last_step_pooling_reads_the_last_real_position(tmp_path):
     restored = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(tokens)),
                                keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+
+
+def test_an_all_padding_example_gives_finite_logits_and_leaves_the_others_alone():
+    """Masked mean pooling divides by max(count, 1) and selects (not multiplies) real positions."""
+    model = build_model(tiny(), InputSpec(10, 16, None, 10))
+    tokens = np.array([[3, 5, 7, 2, 0, 0, 0, 0, 0, 0], [0] * 10], dtype="int32")
+    logits = keras.ops.convert_to_numpy(model(tokens, training=False))
+    assert np.isfinite(logits).all()
+    alone = keras.ops.convert_to_numpy(model(tokens[:1], training=False))
+    np.testing.assert_allclose(logits[:1], alone, rtol=1e-5, atol=1e-6)
+
+    x = np.ones((2, 4, 3), dtype="float32")
+    x[0, 2:] = np.nan  # padding may hold anything
+    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=bool)
+    pooled = keras.ops.convert_to_numpy(MaskedMeanPooling()(x, mask=mask))
+    np.testing.assert_array_equal(pooled, [[1, 1, 1], [0, 0, 0]])
+
+
+def test_models_saved_with_the_zoo_s_former_last_step_name_still_load(tmp_path):
+    """LastStep moved from zoo.models ("keras_ssm_zoo>LastStep") into keras_ssm: old best.keras files load."""
+    import zipfile
+
+    model = build_model(tiny("delayed_recall", num_layers=1), InputSpec(12, 9, None, 8))
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item.filename)
+            if item.filename == "config.json":
+                assert b'"keras_ssm>LastStep"' in data
+                data = data.replace(b'"keras_ssm>LastStep"', b'"keras_ssm_zoo>LastStep"')
+            old.writestr(item, data)
+    restored = keras.saving.load_model(tmp_path / "old.keras")
+    assert isinstance(restored.get_layer("last_step"), LastStep)
+    for a, b in zip(restored.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)

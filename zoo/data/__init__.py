@@ -51,13 +51,17 @@ delayed_recall_short  label = the symbol at position seq_len-1-delay; generated,
 
 Caching: generated sets and processed arrays live in ``cache_dir`` (default ``$KERAS_SSM_DATA`` or
 ``~/.cache/keras_ssm/data``), keyed by every generator parameter and seed, or by the source files'
-size and mtime; reuse is logged (logger "zoo.data"). Missing data raises DataNotFoundError (naming the
-expected path and how to obtain the data); malformed rows raise MalformedDataError naming file:line.
+size and mtime; reuse is logged (logger "zoo.data"). Every generated or processed file has a record
+next to it (``<file>.check.json``: row count, size, SHA-256), checked on each use: a damaged entry (cut,
+deleted, changed) is regenerated or rebuilt with one warning saying so. Every data problem the user can
+fix raises a DataError (a ValueError): DataNotFoundError (naming the expected path and how to obtain
+the data; also a FileNotFoundError) or MalformedDataError (naming file:line; also empty or
+header-only files).
 Generators run in ``num_workers`` spawned processes: scripts that call them need the usual
 ``if __name__ == "__main__":`` guard.
 """
 
-from ._common import DataNotFoundError, MalformedDataError, RaggedArray, SplitData, default_cache_dir
+from ._common import DataError, DataNotFoundError, MalformedDataError, RaggedArray, SplitData, default_cache_dir
 from .api import SPLITS, TASKS, TaskInfo, load_task, load_task_arrays, task_options
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
     "load_task",
     "load_task_arrays",
     "task_options",
+    "DataError",
     "DataNotFoundError",
     "MalformedDataError",
     "RaggedArray",

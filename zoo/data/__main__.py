@@ -33,8 +33,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for split in SPLITS:
-        _, info, _ = load_task_arrays(args.task, split, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                                      **dict(args.options))
+        try:
+            _, info, _ = load_task_arrays(args.task, split, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                                          **dict(args.options))
+        except (ValueError, OSError) as err:  # DataError, bad options: the message says what to do
+            parser.exit(2, f"{parser.prog}: error: {err}\n")
         print(split, info)
 
 

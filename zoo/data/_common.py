@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,12 +31,90 @@ LRA_ARCHIVE_HINT = (
 )
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataError(ValueError):
+    """A problem with the user's data that the user can fix: the message names the file and what to do.
+
+    Every data error of the zoo is one (``DataNotFoundError``, ``MalformedDataError``), so a command
+    line can report it as one line."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
     """A data file or directory is missing; the message names the expected path and how to obtain it."""
 
 
-class MalformedDataError(ValueError):
-    """A data file has a row or field that cannot be parsed; the message names ``file:line``."""
+class MalformedDataError(DataError):
+    """A data file has a row or field that cannot be parsed, or no rows; the message names ``file:line``."""
+
+
+#: Suffix of the record written next to every generated or processed file: its row count, size and SHA-256.
+CHECK_SUFFIX = ".check.json"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_record_path(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + CHECK_SUFFIX)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename (never a half-written file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def record_check(path: Path, rows: int) -> None:
+    """Record ``path``'s row count, byte size and SHA-256 in ``<path>.check.json``."""
+    path = Path(path)
+    record = {"rows": int(rows), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    write_text_atomic(check_record_path(path), json.dumps(record))
+
+
+def verify_check(path: Path, rows: int | None = None) -> str | None:
+    """None when ``path`` matches its check record (and has ``rows`` rows, if given), else the reason.
+
+    The reason is "no check record" for a file written before records existed (or whose writer was
+    stopped between the file and its record)."""
+    path = Path(path)
+    if not path.exists():
+        return f"{path} is missing"
+    try:
+        record = json.loads(check_record_path(path).read_text())
+        recorded_rows, recorded_bytes, recorded_sha = int(record["rows"]), int(record["bytes"]), record["sha256"]
+    except FileNotFoundError:
+        return "no check record"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"the check record {check_record_path(path)} is damaged"
+    if rows is not None and recorded_rows != rows:
+        return f"{path} holds {recorded_rows} rows, {rows} expected"
+    stat = path.stat()
+    if stat.st_size != recorded_bytes:
+        return f"{path} has {stat.st_size} bytes, {recorded_bytes} recorded (cut or changed)"
+    # Hash a file once per process (the three splits of a task read the same files); any write
+    # changes its size or modification time and so the key.
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, recorded_sha)
+    if key not in _VERIFIED:
+        if file_sha256(path) != recorded_sha:
+            return f"{path} does not match its recorded SHA-256 (changed or damaged)"
+        _VERIFIED.add(key)
+    return None
+
+
+_VERIFIED: set = set()
 
 
 def default_cache_dir() -> Path:
@@ -66,17 +145,24 @@ def file_signature(paths: Iterable[Path]) -> list:
 
 
 @contextlib.contextmanager
-def atomic_directory(final_dir: Path):
+def atomic_directory(final_dir: Path, replace: bool = False):
     """Yield a temporary sibling directory that is renamed to ``final_dir`` only if the block succeeds.
 
-    An interrupted generation therefore never leaves a half-written cache entry behind.
+    An interrupted generation therefore never leaves a half-written cache entry behind. If
+    ``final_dir`` exists when the block ends, it is kept (another process finished first), unless
+    ``replace``: then it is a damaged entry, moved aside and deleted after the new one is in place.
     """
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
     try:
         yield tmp_dir
-        if final_dir.exists():  # another process finished first; keep its copy
+        if final_dir.exists() and replace:
+            old_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.damaged-", dir=final_dir.parent))
+            os.replace(final_dir, old_dir / final_dir.name)
+            os.replace(tmp_dir, final_dir)
+            shutil.rmtree(old_dir, ignore_errors=True)
+        elif final_dir.exists():  # another process finished first; keep its copy
             shutil.rmtree(tmp_dir)
         else:
             os.replace(tmp_dir, final_dir)
@@ -209,9 +295,19 @@ def save_split(path: Path, split: SplitData) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    record_check(path, rows=len(split))
 
 
 def load_split(path: Path) -> SplitData:
+    """Read a ``save_split`` file; a damaged one raises MalformedDataError naming it."""
+    try:
+        return _load_split(path)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise MalformedDataError(f"{path}: damaged cache file ({type(err).__name__}: {err}); delete it to rebuild "
+                                 f"it") from err
+
+
+def _load_split(path: Path) -> SplitData:
     with np.load(path, allow_pickle=False) as f:
         names = set(f.files)
         inputs = []
@@ -235,8 +331,25 @@ def cached_split(cache_dir: Path, task: str, key_params: dict, build) -> SplitDa
     """
     path = Path(cache_dir) / "processed" / f"{task}-{params_digest(key_params, 16)}.npz"
     if path.exists():
-        logger.info("%s: reusing processed cache %s", task, path)
-        return load_split(path)
+        problem = verify_check(path)
+        if problem == "no check record":  # written before check records existed: keep it if it reads
+            try:
+                split = load_split(path)
+                record_check(path, rows=len(split))
+                logger.info("%s: reusing processed cache %s (check record added)", task, path)
+                return split
+            except MalformedDataError as err:
+                problem = str(err)
+            except OSError:  # read-only cache: use what was read
+                return split
+        elif problem is None:
+            try:
+                split = load_split(path)
+                logger.info("%s: reusing processed cache %s", task, path)
+                return split
+            except MalformedDataError as err:
+                problem = str(err)
+        logger.warning("%s: processed cache %s is damaged (%s); rebuilding it", task, path, problem)
     split = build()
     try:
         save_split(path, split)

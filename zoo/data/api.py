@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import SplitData, check_choice, check_positive_int, logger, resolve_cache_dir
+from ._common import DataError, SplitData, check_choice, check_positive_int, logger, resolve_cache_dir
 from .pipeline import InputEncoding
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "digits", "delayed_recall",
@@ -158,6 +158,9 @@ def load_task_arrays(name: str, split: str, *, data_dir=None, cache_dir=None, **
         vocab_size, n_features = None, 1
     else:
         n_features = None
+    if len(data) == 0:  # the readers name the file; this guards every source (never a tf.data buffer_size error)
+        raise DataError(f"{name}/{split} has no examples (data_dir={data_dir}, cache_dir={cache_dir}); check the "
+                        f"split's file or options")
     counts = np.bincount(data.labels, minlength=num_classes)
     info = TaskInfo(name=name, seq_len=int(seq_len), vocab_size=vocab_size, n_features=n_features,
                     num_classes=num_classes, two_inputs=two_inputs, num_examples=len(data),

@@ -22,6 +22,7 @@ train split, the next ``num_val`` val, the next ``num_test`` test (so splits are
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -45,7 +46,9 @@ from ._common import (
     logger,
     lra_candidates,
     params_digest,
+    record_check,
     truncate_rows,
+    verify_check,
 )
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -252,15 +255,68 @@ def generate_listops_files(out_dir: Path, config: ListOpsGeneratorConfig, num_wo
     logger.info("listops: generated %d trees (%d duplicates skipped)", total, duplicates)
 
 
-def ensure_generated(cache_dir: Path, config: ListOpsGeneratorConfig, num_workers=None, progress=True) -> Path:
-    """Directory holding the generated TSVs of ``config``, generating them on the first call."""
+def expected_rows(config: ListOpsGeneratorConfig) -> dict:
+    """Data rows (header not counted) of each generated split file."""
+    return {"train": config.num_train, "val": config.num_val, "test": config.num_test}
+
+
+def count_tsv_rows(path: Path) -> int | None:
+    """Data rows of a TSV written by the generator (header + one tree a line), or None when it is not
+    such a file (no header, or a last line without its newline)."""
+    header = HEADER.encode() + b"\n"
+    newlines, last = 0, b""
+    with open(path, "rb") as f:
+        if f.read(len(header)) != header:
+            return None
+        for block in iter(lambda: f.read(1 << 20), b""):
+            newlines += block.count(b"\n")
+            last = block[-1:]
+    return newlines if last in (b"", b"\n") else None
+
+
+def generated_data_problem(directory: Path, config: ListOpsGeneratorConfig) -> str | None:
+    """None when every generated split file in ``directory`` matches its check record (rows, size,
+    SHA-256), else what is wrong. Files from before check records existed are checked by their row
+    counts and then get a record."""
+    if not directory.exists():
+        return "missing"
+    for split, rows in expected_rows(config).items():
+        path = directory / SPLIT_FILES[split]
+        problem = verify_check(path, rows=rows)
+        if problem == "no check record":
+            counted = count_tsv_rows(path)
+            if counted != rows:
+                return f"{path} has {counted} rows, {rows} expected"
+            with contextlib.suppress(OSError):  # a read-only cache is still usable
+                record_check(path, rows=rows)
+        elif problem is not None:
+            return problem
+    return None
+
+
+def ensure_generated(cache_dir: Path, config: ListOpsGeneratorConfig, num_workers=None, progress=True,
+                     generate=True) -> Path:
+    """Directory holding the generated TSVs of ``config``, generating them on the first call and
+    regenerating them when an entry is damaged (a file cut, deleted or changed); with
+    ``generate=False`` a missing or damaged entry is a DataNotFoundError instead."""
     directory = Path(cache_dir) / "listops" / config.cache_name()
-    if all((directory / name).exists() for name in SPLIT_FILES.values()):
+    problem = generated_data_problem(directory, config)
+    if problem is None:
         logger.info("listops: reusing generated data in %s", directory)
         return directory
+    if not generate:
+        state = "not found" if problem == "missing" else f"damaged ({problem})"
+        raise DataNotFoundError(
+            f"generated ListOps data {state} at {directory} and generate=False; pass generate=True, "
+            f"or data_dir= pointing at lra_release/listops-1000 of {LRA_ARCHIVE_HINT}"
+        )
+    if problem != "missing":
+        logger.warning("listops: generated data in %s is damaged (%s); regenerating it", directory, problem)
     logger.info("listops: generating %s into %s", config, directory)
-    with atomic_directory(directory) as tmp_dir:
+    with atomic_directory(directory, replace=problem != "missing") as tmp_dir:
         generate_listops_files(tmp_dir, config, num_workers=num_workers, progress=progress)
+        for split, rows in expected_rows(config).items():
+            record_check(tmp_dir / SPLIT_FILES[split], rows=rows)
     logger.info("listops: wrote %s", directory)
     return directory
 
@@ -270,7 +326,7 @@ def read_listops_tsv(path: Path) -> SplitData:
     path = Path(path)
     rows = RaggedBuilder(np.uint8)
     labels = []
-    blank = 0
+    blank = line_number = 0
     with open(path, encoding="utf-8", newline="") as f:
         for line_number, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
@@ -305,6 +361,10 @@ def read_listops_tsv(path: Path) -> SplitData:
             labels.append(label)
     if blank:
         logger.warning("listops: skipped %d blank lines in %s", blank, path)
+    if not labels:
+        what = "is empty" if line_number == 0 else "has a header but no data rows"
+        raise MalformedDataError(f"{path} {what}: a ListOps split needs rows 'Source<TAB>Target'; restore the "
+                                 f"file from the release (or pass data_dir=None to use our generator)")
     return SplitData(inputs=(rows.build(),), labels=np.asarray(labels, dtype=np.int64))
 
 
@@ -343,14 +403,8 @@ def load_listops(split: str, *, data_dir, cache_dir: Path, num_train, num_val, n
     else:
         config = ListOpsGeneratorConfig(num_train=num_train, num_val=num_val, num_test=num_test,
                                         min_length=min_length, max_length=max_length, seed=data_seed)
-        directory = Path(cache_dir) / "listops" / config.cache_name()
-        if not all((directory / name).exists() for name in SPLIT_FILES.values()):
-            if not generate:
-                raise DataNotFoundError(
-                    f"generated ListOps data not found at {directory} and generate=False; pass generate=True, "
-                    f"or data_dir= pointing at lra_release/listops-1000 of {LRA_ARCHIVE_HINT}"
-                )
-        directory = ensure_generated(cache_dir, config, num_workers=num_workers, progress=progress)
+        directory = ensure_generated(cache_dir, config, num_workers=num_workers, progress=progress,
+                                     generate=generate)
     path = directory / SPLIT_FILES[split]
     if not path.exists():
         raise DataNotFoundError(f"ListOps split file missing: expected {path} (from lra_release/listops-1000)")

@@ -26,6 +26,7 @@ images do not depend on the number of workers and a smaller set is a prefix of a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -44,6 +45,8 @@ from ._common import (
     logger,
     lra_candidates,
     params_digest,
+    record_check,
+    verify_check,
 )
 from .pathfinder_generator import DIFFICULTY_DIRS, GENERATOR_VERSION, PathfinderParams, generate_batch
 from .pipeline import InputEncoding
@@ -122,7 +125,7 @@ def generate_pathfinder_dir(root: Path, params: PathfinderParams, num_examples: 
     """Write ``num_examples`` generated images in the official layout into ``root`` (the difficulty dir)."""
     from tqdm.auto import tqdm
 
-    counts = [min(IMAGES_PER_BATCH, num_examples - start) for start in range(0, num_examples, IMAGES_PER_BATCH)]
+    counts = _batch_counts(num_examples)
     tasks = [(str(root), params.to_dict(), seed, b, count) for b, count in enumerate(counts)]
     if num_workers is None:  # starting a process costs about a second: use one per 2000 images
         num_workers = min(os.cpu_count() or 1, max(1, num_examples // 2000))
@@ -153,19 +156,59 @@ def generated_root(cache_dir: Path, params: PathfinderParams, num_examples: int,
     return Path(cache_dir) / "pathfinder" / name
 
 
+def _batch_counts(num_examples: int) -> list[int]:
+    """Images in each generated batch folder (= rows of each metadata file)."""
+    return [min(IMAGES_PER_BATCH, num_examples - start) for start in range(0, num_examples, IMAGES_PER_BATCH)]
+
+
+def generated_data_problem(root: Path, params: PathfinderParams, num_examples: int) -> str | None:
+    """None when the generated set under ``root`` is complete as far as its metadata tells (params.json,
+    and every metadata file matching its check record), "missing" when there is none, else what is wrong.
+    Missing or unreadable images are found when the images are decoded (see ``load_pathfinder``)."""
+    if not root.exists():
+        return "missing"
+    if not (root / "params.json").exists():
+        return f"{root / 'params.json'} is missing"
+    metadata_dir = root / difficulty_subdir(params.resolution, params.contour_length) / "metadata"
+    for batch, rows in enumerate(_batch_counts(num_examples)):
+        path = metadata_dir / f"{batch}.npy"
+        problem = verify_check(path, rows=rows)
+        if problem == "no check record":  # generated before check records existed
+            counted = len(_metadata_rows(path))
+            if counted != rows:
+                return f"{path} has {counted} rows, {rows} expected"
+            with contextlib.suppress(OSError):
+                record_check(path, rows=rows)
+        elif problem is not None:
+            return problem
+    return None
+
+
 def ensure_generated(cache_dir: Path, params: PathfinderParams, num_examples: int, seed: int,
-                     num_workers=None, progress=True) -> Path:
-    """The difficulty directory of the generated set, generating it on the first call."""
+                     num_workers=None, progress=True, generate=True, damaged: str | None = None) -> Path:
+    """The difficulty directory of the generated set, generating it on the first call and regenerating
+    it when it is damaged (``damaged``: a problem the caller found, e.g. images that do not decode)."""
     root = generated_root(cache_dir, params, num_examples, seed)
     subdir = difficulty_subdir(params.resolution, params.contour_length)
-    if (root / "params.json").exists():
+    problem = damaged or generated_data_problem(root, params, num_examples)
+    if problem is None:
         logger.info("pathfinder: reusing generated data in %s", root)
         return root / subdir
+    if not generate:
+        state = "not found" if problem == "missing" else f"damaged ({problem})"
+        raise DataNotFoundError(
+            f"generated Pathfinder data {state} at {root} and generate=False; pass generate=True, or "
+            f"data_dir= pointing at lra_release/{subdir} of {LRA_ARCHIVE_HINT}"
+        )
+    if problem != "missing":
+        logger.warning("pathfinder: generated data in %s is damaged (%s); regenerating it", root, problem)
     logger.info("pathfinder: generating %d images with %s into %s", num_examples, params, root)
-    with atomic_directory(root) as tmp_root:
+    with atomic_directory(root, replace=problem != "missing") as tmp_root:
         target = tmp_root / subdir
         target.mkdir(parents=True)
         generate_pathfinder_dir(target, params, num_examples, seed, num_workers=num_workers, progress=progress)
+        for batch, rows in enumerate(_batch_counts(num_examples)):
+            record_check(target / "metadata" / f"{batch}.npy", rows=rows)
         (tmp_root / "params.json").write_text(
             json.dumps(dict(params.to_dict(), num_examples=num_examples, seed=seed), indent=1)
         )
@@ -249,31 +292,72 @@ def decode_images(directory: Path, paths: list[str], labels: np.ndarray, resolut
     return images[keep], labels[keep], skipped
 
 
-def load_difficulty_dir(directory: Path, resolution: int, cache_dir: Path, progress: bool = True):
+class _DamagedGeneratedSet(Exception):
+    """Images of a generated set are missing or unreadable: it must be regenerated."""
+
+
+def _processed_cache(cache: Path):
+    """(images (memory-mapped), labels, info) of a processed cache entry, or (None, reason) when it is
+    missing or damaged. Entries from before check records existed are kept if their arrays read."""
+    if not cache.exists():
+        return None, "missing"
+    try:
+        info = json.loads((cache / "info.json").read_text())
+        num_images = int(info["num_images"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return None, f"{cache / 'info.json'} is unreadable ({type(err).__name__})"
+    for name in ("images.npy", "labels.npy"):
+        problem = verify_check(cache / name, rows=num_images)
+        if problem == "no check record":
+            try:
+                rows = len(np.load(cache / name, mmap_mode="r"))
+            except (OSError, ValueError, EOFError) as err:
+                return None, f"{cache / name} is unreadable ({type(err).__name__}: {err})"
+            if rows != num_images:
+                return None, f"{cache / name} has {rows} rows, {num_images} recorded"
+            with contextlib.suppress(OSError):
+                record_check(cache / name, rows=num_images)
+        elif problem is not None:
+            return None, problem
+    return (np.load(cache / "images.npy", mmap_mode="r"), np.load(cache / "labels.npy"), info), None
+
+
+def load_difficulty_dir(directory: Path, resolution: int, cache_dir: Path, progress: bool = True,
+                        generated: bool = False):
     """All valid images and labels of a difficulty directory, through the processed cache.
 
-    Returns memory-mapped (N, resolution**2) uint8 images and (N,) int64 labels."""
+    Returns memory-mapped (N, resolution**2) uint8 images and (N,) int64 labels. A damaged processed
+    entry is rebuilt (one warning). ``generated``: the directory is our generated set, in which every
+    image must decode (else ``_DamagedGeneratedSet``)."""
     metadata_files = sorted((directory / "metadata").glob("*.npy"), key=_batch_order)
     if not metadata_files:
         raise DataNotFoundError(f"no metadata files: expected {directory / 'metadata'}/<batch>.npy")
     key = {"metadata": file_signature(metadata_files), "resolution": resolution, "version": 1}
     cache = Path(cache_dir) / "processed" / f"pathfinder-{params_digest(key, 16)}"
-    if (cache / "info.json").exists():
-        info = json.loads((cache / "info.json").read_text())
+    cached, problem = _processed_cache(cache)
+    if cached is not None:
+        images, labels, info = cached
         logger.info("pathfinder: reusing processed cache %s (%d images; skipped when decoded: %s)", cache,
                     info["num_images"], info["skipped"])
-        return np.load(cache / "images.npy", mmap_mode="r"), np.load(cache / "labels.npy")
+        return images, labels
+    if problem != "missing":
+        logger.warning("pathfinder: processed cache %s is damaged (%s); rebuilding it", cache, problem)
     paths, labels = read_metadata(directory)
     images, labels, skipped = decode_images(directory, paths, labels, resolution, progress=progress)
+    if generated and any(skipped.values()):
+        raise _DamagedGeneratedSet(f"{sum(skipped.values())} of {len(paths)} images in {directory} do not decode "
+                                   f"({skipped})")
     if any(skipped.values()):
         logger.warning("pathfinder: skipped %d of %d images in %s: %s", sum(skipped.values()), len(paths),
                        directory, skipped)
     if len(images) == 0:
         raise DataNotFoundError(f"no readable images listed in {directory / 'metadata'} (skipped: {skipped})")
     try:
-        with atomic_directory(cache) as tmp:
+        with atomic_directory(cache, replace=problem != "missing") as tmp:
             np.save(tmp / "images.npy", images)
             np.save(tmp / "labels.npy", labels)
+            record_check(tmp / "images.npy", rows=len(images))
+            record_check(tmp / "labels.npy", rows=len(images))
             (tmp / "info.json").write_text(json.dumps({"num_images": len(images), "skipped": skipped,
                                                        "source": str(directory)}))
         logger.info("pathfinder: wrote processed cache %s", cache)
@@ -311,6 +395,7 @@ def load_pathfinder(split: str, *, data_dir, cache_dir: Path, resolution: int, d
     """Return (split data of uint8 pixels (N, resolution**2), seq_len = resolution**2)."""
     if data_dir is not None:
         directory = find_pathfinder_dir(data_dir, resolution, difficulty)
+        images, labels = load_difficulty_dir(directory, resolution, cache_dir, progress=progress)
     else:
         if resolution not in GENERATED_RESOLUTIONS:
             raise ValueError(
@@ -318,14 +403,12 @@ def load_pathfinder(split: str, *, data_dir, cache_dir: Path, resolution: int, d
                 f"pass data_dir= with the official lra_release/pathfinder{resolution} folder"
             )
         params = PathfinderParams.for_resolution(resolution, difficulty)
-        root = generated_root(cache_dir, params, num_examples, data_seed)
-        if not (root / "params.json").exists() and not generate:
-            raise DataNotFoundError(
-                f"generated Pathfinder data not found at {root} and generate=False; pass generate=True, or "
-                f"data_dir= pointing at lra_release/{difficulty_subdir(resolution, difficulty)} of {LRA_ARCHIVE_HINT}"
-            )
-        directory = ensure_generated(cache_dir, params, num_examples, data_seed, num_workers=num_workers,
-                                     progress=progress)
-    images, labels = load_difficulty_dir(directory, resolution, cache_dir, progress=progress)
+        generation = dict(num_workers=num_workers, progress=progress, generate=generate)
+        directory = ensure_generated(cache_dir, params, num_examples, data_seed, **generation)
+        try:
+            images, labels = load_difficulty_dir(directory, resolution, cache_dir, progress=progress, generated=True)
+        except _DamagedGeneratedSet as err:  # regenerate once, then decode as usual
+            directory = ensure_generated(cache_dir, params, num_examples, data_seed, damaged=str(err), **generation)
+            images, labels = load_difficulty_dir(directory, resolution, cache_dir, progress=progress)
     index = split_indices(len(labels), split, data_seed)
     return SplitData(inputs=(np.asarray(images[index]),), labels=np.asarray(labels[index])), resolution**2
