@@ -1,5 +1,9 @@
 """Tests of keras_ssm.memory.design_eigenvalues and of the analytic MF gradient it uses."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -179,6 +183,9 @@ def test_target_on_one_lag_puts_the_most_memory_there(flat, shape):
     design = designs[center]
     assert design.target is not None and design.target.max() == 1.0
     assert design.scale <= design.bound
+    if shape == "one-hot":  # envelope bound: MF(k) >= MF(100) for the 101 lags k <= 100
+        assert design.bound == pytest.approx(N / (center + 1))
+        assert design.scale == pytest.approx(at_center[center])
 
 
 # --------------------------------------------------------------------------- bad arguments
@@ -215,6 +222,26 @@ def test_bad_arguments_are_clear_errors(args, kwargs, match):
 
 
 # --------------------------------------------------------------------------- exports and CLI
+
+
+def test_cli_with_memory_does_not_import_keras(tmp_path):
+    out = tmp_path / "mf.png"
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['m', '--inits', 'memory', '--n', '4', '--horizon', '16', '--out', {str(out)!r}]\n"
+        "try:\n    runpy.run_module('keras_ssm.memory', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', sorted(m for m in ('keras', 'jax', 'tensorflow', 'torch') if m in sys.modules))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    output = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            check=True).stdout
+    assert "memory" in output and out.exists()
+    if "LOADED []" not in output:
+        probe = "import sys, keras_ssm.ops.init; print('keras' in sys.modules)"
+        if "True" in subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                                    check=True).stdout:
+            pytest.xfail("keras_ssm/__init__.py or keras_ssm/ops/__init__.py imports keras eagerly")
+    assert "LOADED []" in output
 
 
 def test_exported_at_top_level():

@@ -10,7 +10,8 @@ eigenvalues at dt = 1) that maximise
     s = min_{k in K} MF(k) / p(k),     K = {k < horizon : p(k) > 0},
 
 for a target profile p (default: p = 1 for all lags, the flattest memory up to the horizon).
-Since sum_k MF(k) <= N over all lags, s <= bound = min(1, N / sum_k p(k)) (N / horizon for the
+Since sum_k MF(k) <= N over all lags and MF is nonincreasing in k (below), s P(k) <= MF(k) with
+the envelope P(k) = max_{j >= k} p(j), so s <= bound = min(1, N / sum_k P(k)) (N / horizon for the
 flat profile): ``match = s / bound`` says how close the result gets.
 
 MF is the infinite-horizon (stationary) memory function, MF(k) = x_k^T G^{-1} x_k with the
@@ -102,7 +103,8 @@ class EigenvalueDesign:
             steps ago); at every lag >= ``memory``.
         scale: s = min over the target's support of MF(k) / p(k) from ``memory`` (flat: the
             smallest MF up to the horizon).
-        bound: min(1, N / sum_k p(k)), the largest s any N-dimensional state can reach.
+        bound: min(1, N / sum_k max_{j >= k} p(j)), an upper bound on s for any N-dimensional
+            linear state (N / horizon for the flat profile).
         objective: final smoothed objective exp(F_q) (power mean of MF/p with exponent -q).
         sharpness: the final power-mean exponent q.
         iterations: L-BFGS-B iterations over all stages.
@@ -134,7 +136,7 @@ class EigenvalueDesign:
 
     @property
     def match(self) -> float:
-        """scale / bound in [0, 1]: 1 would be the best any N-dimensional state can do."""
+        """scale / bound in [0, 1] (1 would meet the bound, which need not be reachable)."""
         return self.scale / self.bound
 
     @property
@@ -322,8 +324,8 @@ def design_eigenvalues(
 
     Maximises s = min_{k < horizon, p(k) > 0} MF(k) / p(k) (through a power-mean smooth
     minimum, see the module docstring), MF the closed-form infinite-horizon memory function,
-    p the target (default 1 at every lag: the flattest memory). s <= min(1, N / sum p), so
-    the flat design's smallest MF is at most N / horizon.
+    p the target (default 1 at every lag: the flattest memory). s <= min(1, N / sum_k
+    max_{j >= k} p(j)), so the flat design's smallest MF is at most N / horizon.
 
     Args:
         n: state size N (even, >= 2); N/2 eigenvalues are returned.
@@ -391,7 +393,8 @@ def design_eigenvalues(
         finite = memory_function(lam, horizon=horizon)
     with np.errstate(over="ignore"):  # MF / p overflows to inf where p ~ 1e-308: not the minimum
         scale = float(np.min(memory.values[support] / full_profile[support]))
-    bound = min(1.0, n / float(full_profile.sum()))
+    envelope = np.maximum.accumulate(full_profile[::-1])[::-1]  # max_{j >= k} p(j)
+    bound = min(1.0, n / float(envelope.sum()))
     return EigenvalueDesign(
         eigenvalues=lam,
         horizon=horizon,
