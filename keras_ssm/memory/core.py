@@ -593,35 +593,61 @@ def memory_function_gradient(eigenvalues, horizon=None, weights=None, *, lags=No
             raise ValueError(f"weights must be a real array of shape {lag_array.shape} (one per lag), "
                              f"got {weights.dtype} {weights.shape}")
         weights = weights.astype(np.float64)
-    m = lam.shape[0]
+    parts = _stationary_parts(lam, lag_array, float(ridge))
+    if weights is None:
+        return parts.values, None
+    return parts.values, _stationary_gradient(parts, weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StationaryParts:
+    """Intermediate results of :func:`memory_function_gradient`, reused by its gradient."""
+
+    eigenvalues: np.ndarray
+    lags: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    cholesky: np.ndarray
+    powers: np.ndarray
+    whitened: np.ndarray
+    values: np.ndarray
+
+
+def _stationary_parts(lam: np.ndarray, lags: np.ndarray, ridge: float) -> _StationaryParts:
+    """Closed-form Gramian, its Cholesky factor and MF at ``lags`` (validated inputs)."""
     s1 = 1.0 / (1.0 - lam[:, None] * lam.conj()[None, :])
     s2 = 1.0 / (1.0 - lam[:, None] * lam[None, :])
     gram = 0.5 * np.block([[(s1 + s2).real, (s2 - s1).imag], [(s2 - s1).imag.T, (s1 - s2).real]])
     gram = 0.5 * (gram + gram.T)
     if ridge:
-        gram[np.diag_indices_from(gram)] += float(ridge)
+        gram[np.diag_indices_from(gram)] += ridge
     try:
         chol = np.linalg.cholesky(gram)
     except np.linalg.LinAlgError:
         raise ValueError("the Gramian of these eigenvalues is not positive definite (coincident "
                          "eigenvalues, or conjugates of each other); pass ridge > 0 or use memory_function") from None
-    powers = _diagonal_powers(lam, lag_array)
+    powers = _diagonal_powers(lam, lags)
     features = np.concatenate([powers.real, powers.imag])  # (N, L): columns x_k
     whitened = scipy.linalg.solve_triangular(chol, features, lower=True)
     values = np.einsum("nk,nk->k", whitened, whitened)
-    if weights is None:
-        return values, None
-    solved = scipy.linalg.solve_triangular(chol.T, whitened, lower=False)  # a_k = G^{-1} x_k
+    return _StationaryParts(lam, lags, s1, s2, chol, powers, whitened, values)
+
+
+def _stationary_gradient(parts: _StationaryParts, weights: np.ndarray) -> np.ndarray:
+    """Gradient (df/dRe + i df/dIm per eigenvalue) of f = sum_k weights_k MF(k)."""
+    lam, s1, s2 = parts.eigenvalues, parts.s1, parts.s2
+    m = lam.shape[0]
+    solved = scipy.linalg.solve_triangular(parts.cholesky.T, parts.whitened, lower=False)  # a_k = G^{-1} x_k
     # 2 sum_k w_k a_k^T dx_k = Re sum_n dlambda_n [2 sum_k w_k (aR - i aI)_nk k lambda_n^(k-1)]
-    # (lambda != 0: a zero eigenvalue is real and was rejected above).
-    weighted = (solved[:m] - 1j * solved[m:]) * (weights * lag_array)
-    from_features = 2.0 * np.einsum("nk,nk->n", weighted, powers) / lam
+    # (lambda != 0: a zero eigenvalue is real, which is rejected).
+    weighted = (solved[:m] - 1j * solved[m:]) * (weights * parts.lags)
+    from_features = 2.0 * np.einsum("nk,nk->n", weighted, parts.powers) / lam
     b = (solved * weights) @ solved.T
     b_rr, b_ri, b_ir, b_ii = b[:m, :m], b[:m, m:], b[m:, :m], b[m:, m:]
     m1 = s1**2 * (b_rr + b_ii + 1j * (b_ri - b_ir)) / 2
     m2 = s2**2 * (b_rr - b_ii - 1j * (b_ri + b_ir)) / 2
     from_gram = m1 @ lam.conj() + (m1.T @ lam).conj() + (m2 + m2.T) @ lam
-    return values, (from_features - from_gram).conj()
+    return (from_features - from_gram).conj()
 
 
 def memory_capacity(memory):

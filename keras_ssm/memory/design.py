@@ -48,8 +48,8 @@ Method (deterministic for a seed, float64, closed form only):
   jittered by 2% from ``numpy.random.default_rng(seed)``.
 
 BLAS runs single-threaded during the design when threadpoolctl is installed: the matrices are
-small (N x N, N x L), and a fixed thread count keeps results bit-identical across machines
-with the same BLAS.
+small (N x N, N x L), and a fixed thread count keeps the summation order, so the result, the
+same from run to run.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ import scipy.special
 from keras_ssm.memory.core import (
     MemoryFunction,
     _as_finite_array,
+    _stationary_gradient,
+    _stationary_parts,
     memory_function,
     memory_function_gradient,
     memory_length,
@@ -274,12 +276,14 @@ class _Objective:
         sa, sb = scipy.special.expit(x[:m]), scipy.special.expit(x[m:])
         phase = np.exp(1j * np.pi * sb)
         lam = self.max_magnitude * sa * phase
+        if np.any(lam.imag == 0):  # arg = 0 or pi after rounding: not one member of a pair
+            return _INVALID, np.zeros_like(x)
         try:
-            values, _ = memory_function_gradient(lam, lags=self.lags, ridge=self.ridge)
-            objective, weights = self._smooth_min(values)
-            _, grad = memory_function_gradient(lam, lags=self.lags, weights=weights, ridge=self.ridge)
+            parts = _stationary_parts(lam, self.lags, self.ridge)
         except ValueError:  # not positive definite despite the ridge: treat as a bad step
             return _INVALID, np.zeros_like(x)
+        objective, weights = self._smooth_min(parts.values)
+        grad = _stationary_gradient(parts, weights)
         d_radius = np.real(grad.conj() * phase)
         d_phase = np.real(grad.conj() * 1j * lam)
         gradient = np.concatenate([d_radius * self.max_magnitude * sa * (1 - sa), d_phase * np.pi * sb * (1 - sb)])
