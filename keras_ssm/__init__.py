@@ -32,6 +32,8 @@ _EXPORTS = {
     "plot_memory_functions": "keras_ssm.memory",
     "plot_memory_comparison": "keras_ssm.memory",
     "find_ssm_layers": "keras_ssm.memory",
+    "design_eigenvalues": "keras_ssm.memory",
+    "EigenvalueDesign": "keras_ssm.memory",
     "SSMAdamW": "keras_ssm.optimizers",
 }
 _SUBMODULES = ("layers", "memory", "ops", "optimizers")

@@ -8,6 +8,9 @@ u_{t-k} that the best linear readout of the state x_t recovers (Guan et al., 202
   state matrix, :func:`layer_memory_function` (per channel), :func:`model_memory_functions`.
 * Empirical (any model, nonlinear and multi-layer): :func:`empirical_memory_function`.
 * Summaries: :func:`memory_capacity`, :func:`memory_length`, :func:`memory_accuracy`.
+* Design: :func:`design_eigenvalues` finds N/2 stable discrete eigenvalues whose closed-form
+  MF is as flat as possible up to a horizon (or matches a target profile), with the analytic
+  gradient :func:`memory_function_gradient`.
 * Plots (matplotlib, imported on first use): :func:`plot_memory_functions`,
   :func:`plot_memory_comparison`.
 * CLI: ``python -m keras_ssm.memory --help``.
@@ -22,16 +25,20 @@ from keras_ssm.memory.core import (
     memory_accuracy,
     memory_capacity,
     memory_function,
+    memory_function_gradient,
     memory_length,
     memory_summary,
 )
+from keras_ssm.memory.design import EigenvalueDesign, design_eigenvalues
 from keras_ssm.memory.empirical import empirical_memory_function, simulate_linear_states
 from keras_ssm.memory.models import find_ssm_layers, is_ssm_layer, layer_memory_function, model_memory_functions
 from keras_ssm.memory.plotting import plot_memory_comparison, plot_memory_functions
 
 __all__ = [
     "DISCRETIZATIONS",
+    "EigenvalueDesign",
     "MemoryFunction",
+    "design_eigenvalues",
     "discretize_eigenvalues",
     "empirical_memory_function",
     "find_ssm_layers",
@@ -40,6 +47,7 @@ __all__ = [
     "memory_accuracy",
     "memory_capacity",
     "memory_function",
+    "memory_function_gradient",
     "memory_length",
     "memory_summary",
     "model_memory_functions",

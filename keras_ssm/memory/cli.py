@@ -5,6 +5,9 @@
 
 reproduces the memory-function figure of Guan et al. (2025) (N = 32, T = 1024) and prints
 memory capacity, memory length, accuracy, numerical rank and condition number per set.
+``--inits ... memory`` adds the set designed for the flattest memory up to ``--horizon``
+(:func:`keras_ssm.memory.design_eigenvalues`, discrete eigenvalues used as they are: ``--dt``
+and ``--discretization`` do not apply to it).
 Only numpy, scipy and matplotlib are imported (never keras).
 """
 
@@ -17,6 +20,8 @@ from keras_ssm.memory.core import DISCRETIZATIONS, discretize_eigenvalues, memor
 
 # The names keras_ssm.ops.initial_eigenvalues accepts; checked against it at run time.
 INIT_NAMES = ("inv", "lin", "real", "legs", "random")
+# Eigenvalue sets designed for --horizon by keras_ssm.memory.design_eigenvalues (discrete, dt = 1).
+DESIGNED_NAMES = ("memory",)
 
 
 def _positive_int(text):
@@ -51,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
             "rank and condition number of the feature matrix for each set."
         ),
     )
-    parser.add_argument("--inits", nargs="+", default=list(INIT_NAMES), choices=INIT_NAMES, metavar="INIT",
-                        help=f"eigenvalue initialisations to compare, any of {', '.join(INIT_NAMES)} "
-                             "(default: all)")
+    parser.add_argument("--inits", nargs="+", default=list(INIT_NAMES), choices=INIT_NAMES + DESIGNED_NAMES,
+                        metavar="INIT",
+                        help=f"eigenvalue initialisations to compare, any of {', '.join(INIT_NAMES + DESIGNED_NAMES)}; "
+                             "'memory' is designed for the flattest memory up to --horizon (seconds to design; "
+                             "its discrete eigenvalues ignore --dt and --discretization) "
+                             f"(default: {' '.join(INIT_NAMES)})")
     parser.add_argument("--n", type=_positive_int, default=32,
                         help="state size N (even): N/2 complex eigenvalues, N real state dims (default: 32)")
     parser.add_argument("--horizon", type=_positive_int, default=1024,
@@ -62,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="discretization step dt (default: 0.01)")
     parser.add_argument("--discretization", choices=DISCRETIZATIONS, default="zoh",
                         help="zoh: lambda = exp(dt a); bilinear: lambda = (1 + dt a/2)/(1 - dt a/2) (default: zoh)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the 'random' initialisation (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the 'random' initialisation and of the 'memory' design (default: 0)")
     parser.add_argument("--infinite", action="store_true",
                         help="infinite-horizon Gramian instead of the finite horizon T (curves still shown up to T)")
     parser.add_argument("--fraction", type=_fraction, default=0.9,
@@ -95,10 +104,20 @@ def main(argv=None) -> int:
 
     curves, rows = {}, []
     for name in args.inits:
-        continuous = initial_eigenvalues(name, args.n, seed=args.seed)
-        discrete = discretize_eigenvalues(continuous[0], args.dt, args.discretization)
+        if name == "memory":
+            if args.seed < 0:
+                build_parser().error(f"--seed must be >= 0 for 'memory', got {args.seed}")
+            from keras_ssm.memory.design import design_eigenvalues
+
+            discrete = design_eigenvalues(args.n, args.horizon, seed=args.seed).eigenvalues
+        else:
+            continuous = initial_eigenvalues(name, args.n, seed=args.seed)
+            discrete = discretize_eigenvalues(continuous[0], args.dt, args.discretization)
         memory = memory_function(discrete, horizon=args.horizon, infinite_horizon=args.infinite)
-        label = f"S4D-{name.capitalize()}" if name != "random" else "random"
+        if name == "memory":
+            label = f"memory (designed, flat to T = {args.horizon})"
+        else:
+            label = f"S4D-{name.capitalize()}" if name != "random" else "random"
         curves[label] = memory
         rows.append((name, memory_summary(memory, args.fraction)))
     horizon = "infinite horizon" if args.infinite else f"T = {args.horizon}"
@@ -107,6 +126,9 @@ def main(argv=None) -> int:
     print(title)
     print(_format_table(rows, args.fraction))
     print("dim: real state dimension; rank: numerical rank; cond: condition number of the feature matrix")
+    if "memory" in args.inits:
+        print(f"memory: eigenvalues designed for the flattest memory up to lag {args.horizon - 1} "
+              "(design_eigenvalues; discrete, dt and discretization do not apply)")
     if args.infinite:
         print(f"infinite horizon: MC and length are over lags 0..{args.horizon - 1}; rank - MC lies beyond")
     print(f"figure written to {args.out}")
