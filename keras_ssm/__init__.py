@@ -25,6 +25,7 @@ _EXPORTS = {
     "plot_memory_comparison": "keras_ssm.memory",
     "find_ssm_layers": "keras_ssm.memory",
     "SSMAdamW": "keras_ssm.optimizers",
+    "DiscreteEigenvalues": "keras_ssm.ops.init",
 }
 _SUBMODULES = ("layers", "memory", "ops", "optimizers")
 
