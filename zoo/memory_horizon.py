@@ -17,9 +17,11 @@ last position, chance = 1 / num_classes):
   memory length; memory length, memory accuracy (mean MF up to the length) and task accuracy side by side.
   Prediction: the longest initial memory wins, even with lower per-lag accuracy.
 
-Every run is an ordinary zoo run (:func:`zoo.training.train`, resumable, in
-``<output_dir>/runs/<setting>/delay<d>/seed<k>/<mode>/``) followed by the per-run analysis of
-:mod:`zoo.experiments` and ``empirical.json``; a rerun skips finished work and rewrites the report.
+Every run trains a zoo model (zoo.models.build_model, zoo.training.compile_model: the zoo's optimizer and
+schedule) and writes ``results.json``, ``analysis.json``/``.npz`` (zoo.experiments.analyse_models) and
+``empirical.json`` into ``<output_dir>/runs/<setting>/delay<d>/seed<k>/<mode>/``; runs that differ only in the
+delay share one compiled model (see :func:`run_memory_horizon`). A rerun skips finished runs and rewrites the
+report.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.configs import TrainConfig, get_config
-from zoo.experiments import PlannedRun, ensure_analysis, resolve_seeds
+from zoo.experiments import PlannedRun, resolve_seeds
 
 TASK = "delayed_recall"
 EMPIRICAL_FILE = "empirical.json"
@@ -44,13 +46,13 @@ MEMORY_LENGTH_FRACTION = 0.9
 #: Keys: TrainConfig overrides of the delayed_recall preset, plus the experiment's own grid.
 PRESETS = {
     "quick": {
-        "config": dict(num_layers=1, d_model=16, d_state=32, epochs=6, batch_size=50, lr=0.01,
-                       data_options={"seq_len": 1024, "num_classes": 8, "num_train": 1500, "num_val": 200,
+        "config": dict(num_layers=1, d_model=16, d_state=32, epochs=4, batch_size=50, lr=0.01,
+                       data_options={"seq_len": 1024, "num_classes": 8, "num_train": 1000, "num_val": 200,
                                      "num_test": 500}),
         "delays": (1, 3, 7, 19, 52, 139, 373, 1000),
         "seeds": 3,
         "settings": ("inv@0.1:1", "inv@0.001:0.1"),
-        "empirical_sequences": 64,
+        "empirical_sequences": 32,
     },
     "full": {
         "config": dict(num_layers=2, d_model=64, d_state=64, epochs=30, batch_size=64, lr=0.01,
@@ -63,7 +65,7 @@ PRESETS = {
     },
 }
 #: The settings of longest-memory: one init, dt ranges ordered from short to long memory.
-LONGEST_MEMORY_SETTINGS = ("inv@0.3:3", "inv@0.1:1", "inv@0.01:0.1", "inv@0.001:0.1", "inv@0.0001:0.01")
+LONGEST_MEMORY_SETTINGS = ("inv@0.3:3", "inv@0.1:1", "inv@0.001:0.1", "inv@0.0001:0.01")
 #: The default ("reference") setting whose memory edge longest-memory's default delay sits at.
 REFERENCE_SETTING = "inv@0.001:0.1"
 
@@ -222,62 +224,194 @@ def _print(message):
     print(message, flush=True)
 
 
+RESULTS_FILE = "results.json"
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_ARRAYS_FILE = "analysis.npz"
+
+
+def _finished(run) -> bool:
+    return (run.run_dir / RESULTS_FILE).exists()
+
+
 def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> list[dict]:
-    """Train every unfinished run, then make sure each has its analysis and empirical MF.
+    """Train every unfinished run of ``plan`` and return one record per run.
 
-    Returns one record per run: {"run", "status" ("trained" | "skipped" | "failed"), "results", "analysis",
-    "empirical", "error"}.
+    Runs that differ only in the delay (same setting, mode and seed) share one model build and one
+    compilation: the inputs of delayed recall do not depend on the delay (same data seed), only the labels
+    do, so before each delay the model gets back its initial weights and a zeroed optimizer (step 0 of the
+    warmup + cosine schedule), which makes each run the same as a fresh one. Each finished run writes,
+    atomically and in this order, ``analysis.json``/``analysis.npz`` (memory functions of the SSM layers at
+    initialisation and after training, zoo.experiments.analyse_models), ``empirical.json`` and last
+    ``results.json``, which marks it finished; an interrupted experiment redoes at most the run in progress.
+
+    Returns:
+        One record per run: {"run", "status" ("trained" | "skipped" | "failed"), "results", "analysis",
+        "empirical", "error"}.
     """
-    from zoo.callbacks import TrainingDivergedError
-    from zoo.training import RESULTS_FILE, train
-
+    groups: dict = {}
+    for run in plan:
+        groups.setdefault((run.setting, run.mode, run.seed), []).append(run)
+    status = {}
+    done = 0
+    for runs in groups.values():
+        todo = [r for r in runs if not _finished(r)]
+        for r in runs:
+            if r not in todo:
+                status[r.label] = ("skipped", None)
+        if todo:
+            for run, outcome in _train_group(todo, empirical_sequences, log, done, len(plan)):
+                status[run.label] = outcome
+        done += len(runs)
     records = []
-    for index, run in enumerate(plan, start=1):
-        prefix = f"[{index}/{len(plan)}] {run.label}"
-        record = {"run": run, "status": "skipped", "results": None, "analysis": None, "empirical": None,
-                  "error": None}
-        if not (run.run_dir / RESULTS_FILE).exists():
-            log(f"{prefix}: training")
-            try:
-                train(run.config)
-                record["status"] = "trained"
-            except TrainingDivergedError as err:
-                log(f"{prefix}: FAILED: {err}")
-                record.update(status="failed", error=str(err))
-                records.append(record)
-                continue
-        _complete(record, empirical_sequences)
-        if record["status"] == "trained":
-            r = record["results"]
-            log(f"{prefix}: test accuracy {r['test_accuracy']:.3f}, MF(d) at init "
-                f"{_first_layer(record['analysis'], 'initial', 'mf_at_delay_max'):.3g}, "
-                f"empirical MF(d) {record['empirical']['mf_at_delay']:.3g}")
+    for run in plan:
+        state, error = status[run.label]
+        record = {"run": run, "status": state, "results": None, "analysis": None, "empirical": None, "error": error}
+        if state != "failed":
+            _load(record)
         records.append(record)
     return records
 
 
-def collect_memory_horizon(plan, *, empirical_sequences: int = 64) -> list[dict]:
+def collect_memory_horizon(plan, **_) -> list[dict]:
     """Records of the finished runs of ``plan`` (no training); unfinished runs are "missing"."""
-    from zoo.training import RESULTS_FILE
-
     records = []
     for run in plan:
         record = {"run": run, "status": "missing", "results": None, "analysis": None, "empirical": None,
                   "error": None}
-        if (run.run_dir / RESULTS_FILE).exists():
+        if _finished(run):
             record["status"] = "skipped"
-            _complete(record, empirical_sequences)
+            _load(record)
         records.append(record)
     return records
 
 
-def _complete(record, empirical_sequences):
-    from zoo.training import RESULTS_FILE
+def _load(record):
+    out = record["run"].run_dir
+    record["results"] = json.loads((out / RESULTS_FILE).read_text())
+    record["analysis"] = json.loads((out / ANALYSIS_FILE).read_text())
+    record["empirical"] = json.loads((out / EMPIRICAL_FILE).read_text())
 
-    run = record["run"]
-    record["results"] = json.loads((run.run_dir / RESULTS_FILE).read_text())
-    record["analysis"] = ensure_analysis(run.planned)
-    record["empirical"] = ensure_empirical(run, empirical_sequences)
+
+def _delayed_recall_arrays(config, split):
+    """(token ids int32 (num, seq_len), labels int64) of a delayed-recall split (zoo.data)."""
+    from zoo.data import load_task_arrays
+
+    data, info, encoding = load_task_arrays(TASK, split, data_dir=config.data_dir, cache_dir=config.cache_dir,
+                                            **config.data_options)
+    if encoding.kind != "tokens":
+        raise ValueError("The memory-horizon experiments use the token encoding of delayed recall "
+                         f"(data_options.encoding='tokens'), got {encoding.kind!r}.")
+    return data.inputs[0].astype(np.int32) + int(encoding.offset), np.asarray(data.labels, np.int64), info
+
+
+def _reset_optimizer(optimizer):
+    """Every optimizer variable (step counter, moments) back to zero: the state of a new optimizer."""
+    for variable in optimizer.variables:
+        variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+
+
+def _best_weights_callback():
+    """A Keras callback keeping the weights of the epoch with the best val_accuracy (first on ties); it stops
+    training at a non-finite loss."""
+    import keras
+
+    if True:
+        class BestWeights(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best, self.best_epoch, self.weights, self.history = -np.inf, None, None, []
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                self.history.append({k: float(v) for k, v in logs.items()})
+                value = float(logs.get("val_accuracy", -np.inf))
+                if not np.isfinite(float(logs.get("loss", np.nan))):
+                    self.model.stop_training = True
+                    return
+                if value > self.best:
+                    self.best, self.best_epoch, self.weights = value, epoch + 1, self.model.get_weights()
+
+        return BestWeights()
+
+
+def _train_group(runs, empirical_sequences, log, offset, total):
+    """Train ``runs`` (one setting, mode and seed; different delays) on one compiled model; yields
+    (run, (status, error)) as each run finishes."""
+    import time
+
+    import keras
+
+    from zoo.experiments import analyse_models
+    from zoo.models import build_model, count_parameters, input_spec_from_info
+    from zoo.training import compile_model
+
+    config = runs[0].config
+    keras.utils.set_random_seed(config.seed)
+    x_train, _, info = _delayed_recall_arrays(config, "train")
+    x_val, _, _ = _delayed_recall_arrays(config, "val")
+    x_test, _, test_info = _delayed_recall_arrays(config, "test")
+    spec = input_spec_from_info(info)
+    steps = x_train.shape[0] // config.batch_size
+    build_start = time.perf_counter()
+    model = build_model(config, spec)
+    probe = build_model(config, spec)  # holds the initial weights for the memory analysis
+    initial = model.get_weights()
+    probe.set_weights(initial)
+    compile_model(model, config, steps)
+    params = count_parameters(model)
+    names = [layer.name for layer in model.layers]
+    feature_layer = "final_norm" if "final_norm" in names else [n for n in names if n.startswith("block")][-1]
+    features = keras.Model(model.inputs[0], model.get_layer(feature_layer).output)
+    build_time = time.perf_counter() - build_start
+    for run in runs:
+        index = offset + next(i for i, r in enumerate(runs) if r is run) + 1
+        prefix = f"[{index}/{total}] {run.label}"
+        start = time.perf_counter()
+        cfg = run.config
+        keras.utils.set_random_seed(cfg.seed)
+        _, y_train, _ = _delayed_recall_arrays(cfg, "train")
+        _, y_val, _ = _delayed_recall_arrays(cfg, "val")
+        _, y_test, _ = _delayed_recall_arrays(cfg, "test")
+        model.set_weights(initial)
+        if model.optimizer.built:
+            _reset_optimizer(model.optimizer)
+        best = _best_weights_callback()
+        model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                  shuffle=True, verbose=cfg.verbose, callbacks=[best])
+        if best.weights is None:
+            log(f"{prefix}: FAILED: the loss became NaN/inf before the first epoch ended")
+            yield run, ("failed", "non-finite loss")
+            continue
+        train_time = time.perf_counter() - start
+        model.set_weights(best.weights)
+        test = model.evaluate(x_test, y_test, batch_size=cfg.batch_size, return_dict=True, verbose=0)
+        analysis, arrays = analyse_models(probe, model, int(info.seq_len), run.delay)
+        out = run.run_dir
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".{ANALYSIS_ARRAYS_FILE}.tmp{os.getpid()}.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out / ANALYSIS_ARRAYS_FILE)
+        write_json_atomic(out / ANALYSIS_FILE, analysis)
+        empirical = _empirical(features, cfg, run, feature_layer, empirical_sequences)
+        write_json_atomic(out / EMPIRICAL_FILE, empirical)
+        counts = np.bincount(y_test, minlength=info.num_classes)
+        results = {
+            "task": TASK, "setting": run.setting.label, "delay": run.delay, "seed": run.seed, "mode": run.mode,
+            "config": cfg.to_dict(), "test_accuracy": float(test["accuracy"]), "test_loss": float(test["loss"]),
+            "majority_class_rate": float(counts.max() / counts.sum()), "best_val_accuracy": float(best.best),
+            "best_epoch": best.best_epoch, "history": best.history,
+            "params_trainable": params["trainable"], "params_frozen": params["frozen"],
+            "frozen_fraction": params["frozen_fraction"], "train_time_s": train_time,
+            "wall_time_s": time.perf_counter() - start, "shared_build_time_s": build_time,
+            "backend": keras.backend.backend(), "seq_len": int(info.seq_len),
+            "num_examples": {"train": int(x_train.shape[0]), "val": int(x_val.shape[0]),
+                             "test": int(test_info.num_examples)},
+        }
+        write_json_atomic(out / RESULTS_FILE, results)
+        log(f"{prefix}: test accuracy {results['test_accuracy']:.3f}, MF(d) at init (layer 1, best channel) "
+            f"{_first_layer(analysis, 'initial', 'mf_at_delay_max'):.3g}, empirical MF(d) "
+            f"{empirical['mf_at_delay']:.3g} ({results['wall_time_s']:.0f} s)")
+        yield run, ("trained", None)
 
 
 def _first_layer(analysis, stage, key):
@@ -294,39 +428,27 @@ def write_json_atomic(path, value) -> None:
     os.replace(tmp, path)
 
 
-def ensure_empirical(run: HorizonRun, num_sequences: int = 64) -> dict:
-    """The trained network's empirical MF at the run's delay (cached in ``empirical.json``).
+def _empirical(features, config, run, feature_layer, num_sequences) -> dict:
+    """The trained network's empirical MF at the run's delay.
 
-    The best model is driven with ``num_sequences`` fresh i.i.d. symbol sequences (seed 12345 + run seed,
+    The network is driven with ``num_sequences`` fresh i.i.d. symbol sequences (seed 12345 + run seed,
     independent of the task's splits); the features are the output of the layer the classifier reads
     (``final_norm`` with pre-norm, else the last block) at every step; the target is the symbol value
-    u_{t-k} (centred); MF_hat(k) is the held-out R^2 of a ridge readout
-    (keras_ssm.memory.empirical_memory_function), for k = 0..delay.
+    u_{t-k}; MF_hat(k) is the held-out R^2 of a ridge readout (keras_ssm.memory.empirical_memory_function)
+    after a washout of ``delay`` steps, k = 0..delay.
     """
-    path = run.run_dir / EMPIRICAL_FILE
-    results_path = run.run_dir / "results.json"
-    if path.exists() and path.stat().st_mtime_ns >= results_path.stat().st_mtime_ns:
-        return json.loads(path.read_text())
-    import keras
-
     from keras_ssm.memory import empirical_memory_function
-    from zoo.training import BEST_MODEL_FILE
 
-    model = keras.saving.load_model(run.run_dir / BEST_MODEL_FILE, compile=False)
-    names = [layer.name for layer in model.layers]
-    feature_layer = "final_norm" if "final_norm" in names else [n for n in names if n.startswith("block")][-1]
-    options = run.config.data_options
+    options = config.data_options
     seq_len, num_classes = int(options["seq_len"]), int(options["num_classes"])
     rng = np.random.default_rng(12345 + run.seed)
     symbols = rng.integers(0, num_classes, size=(num_sequences, seq_len))
-    memory = empirical_memory_function(model, layer=feature_layer, inputs=(symbols + 1).astype("int32"),
+    memory = empirical_memory_function(features, inputs=(symbols + 1).astype("int32"),
                                        signal=symbols.astype(np.float64), max_lag=run.delay, washout=run.delay,
                                        batch_size=16, seed=0)
-    value = {"delay": run.delay, "mf_at_delay": float(memory.values[run.delay]),
-             "mf_lag0": float(memory.values[0]), "feature_layer": feature_layer,
-             "num_sequences": int(num_sequences), "rank": int(np.asarray(memory.rank))}
-    write_json_atomic(path, value)
-    return value
+    return {"delay": run.delay, "mf_at_delay": float(memory.values[run.delay]), "mf_lag0": float(memory.values[0]),
+            "feature_layer": feature_layer, "num_sequences": int(num_sequences),
+            "rank": int(np.asarray(memory.rank))}
 
 
 def reference_edge_delay(n: int, seq_len: int, dt_min: float = 1e-3, dt_max: float = 1e-1, init: str = "inv",
