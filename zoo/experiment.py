@@ -187,6 +187,7 @@ def main_memory(name, rest, argv) -> int:
         PRESETS as MEMORY_PRESETS,
         REFERENCE_SETTING,
         Setting,
+        code_version,
         collect_memory_horizon,
         plan_memory_horizon,
         reference_edge_delay,
@@ -227,11 +228,12 @@ def main_memory(name, rest, argv) -> int:
     except ValueError as err:
         parser.error(str(err))
     sequences = preset["empirical_sequences"]
+    version = code_version()
     records = (collect_memory_horizon(plan, empirical_sequences=sequences) if args.report_only
                else run_memory_horizon(plan, empirical_sequences=sequences))
     report_dir = args.report_dir or output_dir
     report = write_memory_horizon_report(records, report_dir, experiment=name, command=_command(argv), plan=plan,
-                                         preset=args.preset)
+                                         preset=args.preset, version=version)
     print(report["markdown"])
     print(f"Report written to {Path(report_dir) / 'report.md'}", flush=True)
     return 1 if report["runs_failed"] else 0

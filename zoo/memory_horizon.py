@@ -598,8 +598,12 @@ def _scale_lines(plan, preset) -> list[str]:
     ]
 
 
-def write_memory_horizon_report(records, report_dir, *, experiment: str, command: str, plan, preset: str) -> dict:
-    """Write report.json, report.md and the figure for ``experiment`` ("memory-horizon" or "longest-memory")."""
+def write_memory_horizon_report(records, report_dir, *, experiment: str, command: str, plan, preset: str,
+                                version: str | None = None) -> dict:
+    """Write report.json, report.md and the figure for ``experiment`` ("memory-horizon" or "longest-memory").
+
+    ``version``: the code version the runs used (default: :func:`code_version` now; the CLI records it
+    before training, so later edits of the checkout do not change what the report says)."""
     import datetime
     import keras
 
@@ -609,7 +613,8 @@ def write_memory_horizon_report(records, report_dir, *, experiment: str, command
     finished = sum(r["results"] is not None for r in records)
     wall = sum(r["wall_time_s"] for r in summary["runs"])
     header = {
-        "experiment": experiment, "command": command, "preset": preset, "code_version": code_version(),
+        "experiment": experiment, "command": command, "preset": preset,
+        "code_version": version or code_version(),
         "backend": keras.backend.backend(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"), "runs_planned": len(records), "runs_finished": finished,
         "runs_failed": sum(r["status"] == "failed" for r in records), "total_run_wall_time_s": wall,
