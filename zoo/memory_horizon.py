@@ -203,6 +203,9 @@ def plan_memory_horizon(*, delays, settings, seeds, output_dir, preset: str = "q
     if overrides:
         base = base.replace(**overrides)
     seq_len = int(base.data_options.get("seq_len", 256))
+    num_train = int(base.data_options.get("num_train", 0))
+    if num_train < base.batch_size:
+        raise ValueError(f"data_options.num_train ({num_train}) must be at least one batch ({base.batch_size}).")
     too_long = [d for d in delays if d >= seq_len]
     if too_long:
         raise ValueError(f"Every delay must be < the sequence length {seq_len} (the label is the symbol at "
@@ -582,18 +585,13 @@ def _fmt_g(stat):
 
 
 def code_version() -> str:
-    """``git describe``-like version of the repository holding this file: commit hash, '+dirty' if modified."""
-    import subprocess
+    """The checkout's commit (zoo.report.code_version), "+dirty" with uncommitted changes to tracked files."""
+    from zoo.report import code_version as zoo_code_version
 
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    version = zoo_code_version()
+    if version["commit"] is None:
         return "unknown (not a git checkout)"
-    return commit + ("+dirty" if dirty else "")
+    return version["commit"] + ("+dirty" if version["dirty"] else "")
 
 
 def _scale_lines(plan, preset) -> list[str]:
