@@ -116,10 +116,7 @@ def _check_init_value(value: Any, source: str) -> str:
         except OSError as err:
             raise ValueError(f"{source}: `init` file {value!r} could not be read: {err}") from None
         return value
-    try:
-        name, _ = parse_init_name(value)
-    except ValueError:
-        name = None
+    name = value.partition(":")[0] if isinstance(value, str) else None
     if name not in INIT_CHOICES + DISCRETE_INITS:
         raise ValueError(f"{source}: unknown `init` {value!r}; allowed: {', '.join(INIT_CHOICES + DISCRETE_INITS)} "
                          f"(discrete families with parameters, e.g. unity_rings:rho=0.99,p=4), or a .npy file.")

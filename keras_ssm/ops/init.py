@@ -199,6 +199,10 @@ def parse_init_name(init):
                 params[key] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
             except ValueError:
                 raise ValueError(f"`init` {init!r}: {key} must be a number, got {value!r}.") from None
+        if "rho" in params:
+            _check_rho(params["rho"])
+        if "p" in params and (not isinstance(params["p"], int) or params["p"] < 1):
+            raise ValueError(f"`init` {init!r}: `p` (number of rings) must be an integer >= 1.")
     return name, params
 
 
