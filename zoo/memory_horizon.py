@@ -332,23 +332,22 @@ def _best_weights_callback():
     training at a non-finite loss."""
     import keras
 
-    if True:
-        class BestWeights(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.best, self.best_epoch, self.weights, self.history = -np.inf, None, None, []
+    class BestWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best, self.best_epoch, self.weights, self.history = -np.inf, None, None, []
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                self.history.append({k: float(v) for k, v in logs.items()})
-                value = float(logs.get("val_accuracy", -np.inf))
-                if not np.isfinite(float(logs.get("loss", np.nan))):
-                    self.model.stop_training = True
-                    return
-                if value > self.best:
-                    self.best, self.best_epoch, self.weights = value, epoch + 1, self.model.get_weights()
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.history.append({k: float(v) for k, v in logs.items()})
+            if not np.isfinite(float(logs.get("loss", np.nan))):
+                self.model.stop_training = True
+                return
+            value = float(logs.get("val_accuracy", -np.inf))
+            if value > self.best:
+                self.best, self.best_epoch, self.weights = value, epoch + 1, self.model.get_weights()
 
-        return BestWeights()
+    return BestWeights()
 
 
 def _train_group(runs, empirical_sequences, log, offset, total):
@@ -380,8 +379,8 @@ def _train_group(runs, empirical_sequences, log, offset, total):
     feature_layer = "final_norm" if "final_norm" in names else [n for n in names if n.startswith("block")][-1]
     features = keras.Model(model.inputs[0], model.get_layer(feature_layer).output)
     build_time = time.perf_counter() - build_start
-    for run in runs:
-        index = offset + next(i for i, r in enumerate(runs) if r is run) + 1
+    for position, run in enumerate(runs):
+        index = offset + position + 1
         prefix = f"[{index}/{total}] {run.label}"
         start = time.perf_counter()
         cfg = run.config
