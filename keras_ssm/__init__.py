@@ -35,6 +35,7 @@ _EXPORTS = {
     "design_eigenvalues": "keras_ssm.memory",
     "EigenvalueDesign": "keras_ssm.memory",
     "SSMAdamW": "keras_ssm.optimizers",
+    "DiscreteEigenvalues": "keras_ssm.ops.init",
 }
 _SUBMODULES = ("layers", "memory", "ops", "optimizers")
 

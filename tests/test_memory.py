@@ -399,3 +399,22 @@ def test_cli_does_not_import_keras(tmp_path):
         if "True" in _run_python("import sys, keras_ssm.ops.init; print('keras' in sys.modules)"):
             pytest.xfail("keras_ssm/__init__.py or keras_ssm/ops/__init__.py imports keras eagerly")
     assert "KERAS_LOADED False" in output
+
+
+def test_memory_cli_takes_discrete_families_and_eigenvalue_files(tmp_path, capsys):
+    import numpy as np
+
+    from keras_ssm.memory.cli import main
+
+    path = tmp_path / "eig.npy"
+    np.save(path, -0.5 + 1j * np.arange(4.0))
+    out = tmp_path / "mf.png"
+    assert main(["--inits", "inv", "linear_magnitudes:rho=0.9", "unity_rings:rho=0.9,p=2", str(path), "--n", "8",
+                 "--horizon", "64", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    # linear_magnitudes: 4 real eigenvalues, so 4 real dimensions; the rings hold one real mode per ring.
+    line = next(row for row in table.splitlines() if row.startswith("linear_magnitudes"))
+    assert line.split()[1:3] == ["4", "4"]
+    assert out.exists()
+    with pytest.raises(SystemExit):
+        main(["--inits", "unity_rings:rho=1.5", "--out", str(out)])

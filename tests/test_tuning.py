@@ -82,6 +82,15 @@ def test_fixed_dimensions_are_recorded_as_fixed_hyperparameters():
     assert all(type(h).__name__ == "Fixed" for h in hp.space)
 
 
+def test_discrete_families_and_eigenvalue_files_are_init_choices(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "eig.npy"
+    np.save(path, -0.5 + 1j * np.arange(8.0))
+    space = build_search_space(ranges=[f"init=inv,unity_rings:p=4,{path}"])
+    assert space.dimensions["init"].values == ("inv", "unity_rings:p=4", str(path))
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -91,6 +100,8 @@ def test_fixed_dimensions_are_recorded_as_fixed_hyperparameters():
         (dict(fix=["dt_min=2"]), "admit no dt_min < dt_max"),
         (dict(fix=["init=hippo"]), "unknown `init` 'hippo'; allowed: inv, lin, legs, real, random"),
         (dict(ranges=["init=inv,bogus"]), "unknown `init` 'bogus'"),
+        (dict(fix=["init=unity_rings:rho=2"]), "`rho` must be a number in"),
+        (dict(fix=["init=missing.npy"]), "could not be read"),
         (dict(fix=["d_model=8"]), "unknown search dimension 'd_model'"),
         (dict(ranges=["dt_min=0,0.1"]), "`dt_min` values must be finite and > 0"),
         (dict(ranges=["lr=0.1,0.01"]), "needs low <= high"),

@@ -264,8 +264,8 @@ def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: fl
         ax.grid(True, alpha=0.3)
     for ax in axes[::2]:
         ax.set_ylabel(f"{OBJECTIVE} (best epoch)")
-    inits = sorted({r.values["init"] for r in done}, key=lambda i: INIT_CHOICES.index(i))
-    handles = [Line2D([], [], marker="s", linestyle="", color=_INIT_COLORS[i], label=f"init {i}") for i in inits]
+    inits = sorted({r.values["init"] for r in done}, key=lambda i: (INIT_CHOICES.index(i) if i in INIT_CHOICES else len(INIT_CHOICES), i))
+    handles = [Line2D([], [], marker="s", linestyle="", color=_INIT_COLORS.get(i, "gray"), label=f"init {i}") for i in inits]
     handles += [Line2D([], [], marker=_MARKERS[m], linestyle="", color="black", markerfacecolor="white",
                        label=f"{'learned' if m else 'fixed'} eigenvalues")
                 for m in (True, False) if any(bool(r.values["trainable_eigenvalues"]) == m for r in done)]

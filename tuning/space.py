@@ -7,10 +7,14 @@ dimension                     default                                     sampli
 ============================  ==========================================  =====================
 ``dt_min``                    [1e-4, 1e-1]                                log-uniform
 ``dt_max``                    [1e-2, 1]   (always > ``dt_min``)           log-uniform, see below
-``init``                      inv, lin, legs, real, random                choice
+``init``                      inv, lin, legs, real, random                choice (any zoo init *)
 ``trainable_eigenvalues``     true, false                                 choice
 ``lr``                        [1e-3, 3e-2]                                log-uniform
 ============================  ==========================================  =====================
+
+(*) The default choices are the five S4D inits; a narrowed ``init`` may also name the discrete families
+(``linear_magnitudes``, ``unity_rings``, with parameters as ``unity_rings:rho=0.99,p=4``) or a ``.npy`` file of
+continuous eigenvalues, as the zoo's ``--init`` does.
 
 Each dimension is :class:`Fixed` (one value), :class:`LogRange` (a float range sampled on a log
 scale) or :class:`Choice` (a set of values). Narrow or fix them with a JSON object (a two-number list
@@ -98,6 +102,31 @@ def _check_dimension_name(name: str, source: str) -> None:
         )
 
 
+def _check_init_value(value: Any, source: str) -> str:
+    """An init choice: a name of INIT_CHOICES, a discrete family with parameters
+    ("unity_rings:rho=0.99,p=4", "linear_magnitudes:rho=0.95") or a path to a readable .npy file of
+    continuous eigenvalues (checked against d_state when each trial's config is built)."""
+    from keras_ssm.ops.init import DISCRETE_INITS, parse_init_name  # numpy only
+
+    if isinstance(value, str) and value.endswith(".npy"):
+        try:
+            import numpy as np
+
+            np.load(value)
+        except OSError as err:
+            raise ValueError(f"{source}: `init` file {value!r} could not be read: {err}") from None
+        return value
+    name = value.partition(":")[0] if isinstance(value, str) else None
+    if name not in INIT_CHOICES + DISCRETE_INITS:
+        raise ValueError(f"{source}: unknown `init` {value!r}; allowed: {', '.join(INIT_CHOICES + DISCRETE_INITS)} "
+                         f"(discrete families with parameters, e.g. unity_rings:rho=0.99,p=4), or a .npy file.")
+    try:
+        parse_init_name(value)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
+    return value
+
+
 def _check_value(name: str, value: Any, source: str) -> Any:
     """``value`` as a valid value of dimension ``name`` (ints become floats for float dimensions)."""
     if name in FLOAT_DIMENSIONS:
@@ -108,9 +137,7 @@ def _check_value(name: str, value: Any, source: str) -> Any:
             raise ValueError(f"{source}: `{name}` values must be finite and > 0, got {value!r}.")
         return value
     if name == "init":
-        if value not in INIT_CHOICES:
-            raise ValueError(f"{source}: unknown `init` {value!r}; allowed: {', '.join(INIT_CHOICES)}.")
-        return value
+        return _check_init_value(value, source)
     if name == "trainable_eigenvalues":
         if not isinstance(value, bool):
             raise ValueError(f"{source}: `trainable_eigenvalues` values must be true or false, got {value!r}.")

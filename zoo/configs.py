@@ -37,8 +37,10 @@ NORMS = ("batch", "layer")
 #: Sequence pooling before the classifier: masked mean over time, or the last (non-padded) step.
 POOLINGS = ("mean", "last")
 DISTRIBUTE = (None, "data")
-#: Eigenvalue initialisations accepted by the SSM layers (None = the layer's default: "inv" for S4D, "legs" for S4).
-INITS = (None, "inv", "lin", "real", "legs", "random")
+#: Named eigenvalue initialisations (None = the layer's default: "inv" for S4D, "legs" for S4). The config key
+#: `init` also takes the discrete families with parameters ("unity_rings:rho=0.99,p=4") and a path to a .npy
+#: file of continuous eigenvalues (N/2,) or (H, N/2) (keras_ssm.ops.init.check_eigenvalue_init).
+INITS = (None, "inv", "lin", "real", "legs", "random", "linear_magnitudes", "unity_rings")
 #: Discretizations (None = the layer's default: "zoh" for S4D, "bilinear" for S4, which requires it).
 DISCRETIZATIONS = (None, "zoh", "bilinear")
 
@@ -69,6 +71,7 @@ class TrainConfig:
     rank: int = 1
     init: str | None = None
     trainable_eigenvalues: bool = True
+    frozen_modes: float | None = None  # fraction of each channel's modes kept frozen while the rest train
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     discretization: str | None = None
@@ -199,13 +202,35 @@ def _check_positive(name, value, allow_zero=False):
         raise ValueError(f"Config key `{name}` must be a finite number {bound}, got {value!r}.")
 
 
+def _check_init(config: TrainConfig) -> None:
+    """`init`: None, a name of INITS (discrete families with parameters), or a readable .npy file whose
+    eigenvalues suit d_state; `frozen_modes`: a fraction in [0, 1] of a model whose eigenvalues train."""
+    from keras_ssm.ops.init import check_eigenvalue_init, check_frozen_modes  # numpy only
+
+    if config.init is not None:
+        if not config.init.endswith(".npy") and config.init.partition(":")[0] not in INITS:
+            raise ValueError(f"Config key `init` must be one of {INITS[1:]} (discrete families with parameters, "
+                             f"e.g. 'unity_rings:rho=0.99,p=4') or a path to a .npy file, got {config.init!r}.")
+        try:
+            check_eigenvalue_init(config.init, config.d_state)
+        except ValueError as err:
+            raise ValueError(f"Config key `init`: {err}") from None
+    if config.frozen_modes is not None:
+        try:
+            check_frozen_modes(config.frozen_modes, config.d_state)
+        except ValueError as err:
+            raise ValueError(f"Config key `frozen_modes`: {err}") from None
+        if not config.trainable_eigenvalues:
+            raise ValueError("Config key `frozen_modes` needs trainable_eigenvalues=true (with fixed eigenvalues "
+                             "every mode is frozen already).")
+
+
 def _validate(config: TrainConfig) -> None:
     for name in FIELD_NAMES:
         _coerce(name, getattr(config, name))
     _check_choice("task", config.task, TASKS)
     _check_choice("preset", config.preset, PRESETS)
     _check_choice("model", config.model, MODELS)
-    _check_choice("init", config.init, INITS)
     _check_choice("discretization", config.discretization, DISCRETIZATIONS)
     _check_choice("norm", config.norm, NORMS)
     _check_choice("pooling", config.pooling, POOLINGS)
@@ -215,6 +240,7 @@ def _validate(config: TrainConfig) -> None:
             raise ValueError(f"Config key `{name}` must be >= 1, got {getattr(config, name)!r}.")
     if config.d_state % 2:
         raise ValueError(f"Config key `d_state` must be even (conjugate pairs), got {config.d_state}.")
+    _check_init(config)
     for name in ("lr", "ssm_lr", "dt_min", "dt_max"):
         _check_positive(name, getattr(config, name))
     _check_positive("weight_decay", config.weight_decay, allow_zero=True)

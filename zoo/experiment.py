@@ -1,11 +1,21 @@
-"""Fixed versus learned eigenvalues: paired zoo runs over tasks, initialisations and seeds, and their report.
+"""The paper's experiments as one CLI: ``python zoo/experiment.py EXPERIMENT [flags]``.
 
-    python zoo/experiment.py --tasks listops digits delayed_recall delayed_recall_short --seeds 3 --preset quick
+Experiments:
+
+* ``fixed-vs-learned`` (the default when no name is given, so the old invocation still works): paired zoo runs
+  with fixed and learned eigenvalues over tasks, initialisations and seeds (zoo.experiments, zoo.report);
+* ``memory-horizon``: delayed recall over a log-spaced delay grid, fixed / learned (/ partly frozen)
+  eigenvalues, several settings, seeds; accuracy against MF(delay) at initialisation (zoo.memory_horizon);
+* ``longest-memory``: one delay near the memory edge of the default init, settings ordered by memory length.
+
+    python zoo/experiment.py fixed-vs-learned --tasks listops digits --seeds 3 --preset quick
     python zoo/experiment.py --tasks listops image --seeds 6 --preset small --model s4d --inits inv lin
-    python zoo/experiment.py --output-dir runs/experiment-quick-s4d --report-only --report-dir docs/results/quick
+    python zoo/experiment.py memory-horizon --preset quick --report-dir docs/results/memory-horizon-quick
+    python zoo/experiment.py longest-memory --preset quick --seeds 3
+    python zoo/experiment.py memory-horizon --preset full --frozen-modes 0.5     # on an accelerator
 
-Run ``python zoo/experiment.py --help`` for every flag. Rerunning a command skips finished runs (those with
-results.json), resumes interrupted ones from their last epoch, and rewrites the report.
+Run ``python zoo/experiment.py EXPERIMENT --help`` for every flag. Rerunning a command skips finished runs
+(those with results.json), resumes interrupted ones from their last epoch, and rewrites the report.
 """
 
 from __future__ import annotations
@@ -29,9 +39,14 @@ from zoo.configs import INITS, MODELS, PRESETS, TASKS  # noqa: E402
 DEFAULT_TASKS = ("listops", "digits", "delayed_recall", "delayed_recall_short")
 
 
+EXPERIMENTS = ("fixed-vs-learned", "memory-horizon", "longest-memory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python zoo/experiment.py",
+        prog="python zoo/experiment.py [fixed-vs-learned]",
+        epilog="Other experiments: python zoo/experiment.py memory-horizon --help, "
+               "python zoo/experiment.py longest-memory --help.",
         description=(
             "The paper's experiment: for each task, eigenvalue initialisation and seed, train the zoo model twice, "
             "with fixed eigenvalues (reservoir setting: dt and A frozen) and with learned ones, from the same "
@@ -99,8 +114,134 @@ def plan_from_args(args):
 
 
 def main(argv=None) -> int:
+    """Dispatch on the experiment name (first argument); no name means fixed-vs-learned."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):
+        name, rest = argv[0], argv[1:]
+        if name not in EXPERIMENTS:
+            print(f"python zoo/experiment.py: error: unknown experiment {name!r}; choose one of "
+                  f"{', '.join(EXPERIMENTS)}.", file=sys.stderr)
+            return 2
+    else:
+        name, rest = "fixed-vs-learned", argv
+    if name == "fixed-vs-learned":
+        return main_fixed_vs_learned(rest, argv)
+    return main_memory(name, rest, argv)
+
+
+def _command(argv) -> str:
+    backend = os.environ.get("KERAS_BACKEND")
+    return ((f"KERAS_BACKEND={backend} " if backend else "") + "python zoo/experiment.py "
+            + " ".join(shlex.quote(a) for a in argv))
+
+
+def build_memory_parser(name: str) -> argparse.ArgumentParser:
+    from zoo.memory_horizon import LONGEST_MEMORY_SETTINGS, PRESETS as MEMORY_PRESETS
+
+    longest = name == "longest-memory"
+    parser = argparse.ArgumentParser(
+        prog=f"python zoo/experiment.py {name}",
+        description=(
+            "Longest memory wins? Delayed recall at one delay near the memory edge of the reference setting "
+            "(inv, dt in [0.001, 0.1]), for settings ordered by memory length; reports memory length, memory "
+            "accuracy and task accuracy side by side." if longest else
+            "Memory horizon: delayed recall over a log-spaced grid of delays, trained with fixed and learned "
+            "eigenvalues (and optionally part of each channel's modes frozen), for several eigenvalue settings "
+            "and seeds. Reports test accuracy, MF(delay) of the SSM layers at initialisation and after training "
+            "and the trained network's empirical MF(delay), with one figure on a shared delay axis.")
+        + " Settings are INIT or INIT@DT_MIN:DT_MAX, INIT any zoo init (inv, lin, legs, real, random, "
+          "linear_magnitudes[:rho=R], unity_rings[:rho=R,p=P], or a .npy file of continuous eigenvalues).",
+    )
+    parser.add_argument("--preset", choices=tuple(MEMORY_PRESETS), default="quick",
+                        help="sizes: quick = a shared 2-core CPU (1 layer, H=16, N=32, length 1024), full = an "
+                             "accelerator (2 layers, H=64, N=64, length 4096, 5 seeds) (default: quick).")
+    if longest:
+        parser.add_argument("--delay", type=int, default=None,
+                            help="the recall lag (default: the median memory length of the reference setting's "
+                                 "channels at initialisation).")
+        parser.add_argument("--settings", nargs="+", default=list(LONGEST_MEMORY_SETTINGS), metavar="SETTING",
+                            help=f"settings to compare (default: {' '.join(LONGEST_MEMORY_SETTINGS)}).")
+    else:
+        parser.add_argument("--delays", nargs="*", type=int, default=None, metavar="DELAY",
+                            help="recall lags (default: the preset's log-spaced grid, 1..1000 for quick).")
+        parser.add_argument("--settings", nargs="+", default=None, metavar="SETTING",
+                            help="settings to compare (default: the preset's).")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the preset's).")
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0).")
+    parser.add_argument("--frozen-modes", nargs="+", type=float, default=[], metavar="FRACTION",
+                        help="also train with this fraction of each channel's eigenvalues frozen (0..1), a mode "
+                             "per fraction beside fixed and learned.")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs.")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a TrainConfig key of every run, e.g. --set d_model=32 --set "
+                             "data_options.num_train=500.")
+    parser.add_argument("--output-dir", default=None, help=f"runs and report (default: runs/{name}-<preset>).")
+    parser.add_argument("--report-dir", default=None, help="where the report goes (default: --output-dir).")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs.")
+    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0, help="Keras fit verbosity (default 0).")
+    return parser
+
+
+def main_memory(name, rest, argv) -> int:
+    from zoo.memory_horizon import (
+        PRESETS as MEMORY_PRESETS,
+        REFERENCE_SETTING,
+        Setting,
+        code_version,
+        collect_memory_horizon,
+        plan_memory_horizon,
+        reference_edge_delay,
+        run_memory_horizon,
+        write_memory_horizon_report,
+    )
+    from zoo.train import parse_set_overrides
+
+    parser = build_memory_parser(name)
+    args = parser.parse_args(rest)
+    preset = MEMORY_PRESETS[args.preset]
+    output_dir = args.output_dir or str(Path("runs") / f"{name}-{args.preset}")
+    try:
+        if args.first_seed < 0:
+            raise ValueError(f"--first-seed must be >= 0, got {args.first_seed}.")
+        seeds = preset["seeds"] if args.seeds is None else args.seeds
+        if seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {seeds}.")
+        overrides = parse_set_overrides(args.set)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        if name == "longest-memory":
+            settings = args.settings
+            delays = [args.delay] if args.delay is not None else None
+            if delays is None:
+                ref = Setting.parse(REFERENCE_SETTING)
+                cfg = preset["config"]
+                seq_len = {**cfg["data_options"], **overrides.get("data_options", {})}["seq_len"]
+                delays = [reference_edge_delay(overrides.get("d_state", cfg["d_state"]), seq_len, ref.dt_min,
+                                               ref.dt_max, ref.init)]
+        else:
+            settings = args.settings or list(preset["settings"])
+            delays = preset["delays"] if args.delays is None else args.delays
+        plan = plan_memory_horizon(delays=delays, settings=settings,
+                                   seeds=list(range(args.first_seed, args.first_seed + seeds)),
+                                   output_dir=output_dir, preset=args.preset, frozen_modes=args.frozen_modes,
+                                   overrides=overrides, verbose=args.verbose)
+    except ValueError as err:
+        parser.error(str(err))
+    sequences = preset["empirical_sequences"]
+    version = code_version()
+    records = (collect_memory_horizon(plan, empirical_sequences=sequences) if args.report_only
+               else run_memory_horizon(plan, empirical_sequences=sequences))
+    report_dir = args.report_dir or output_dir
+    report = write_memory_horizon_report(records, report_dir, experiment=name, command=_command(argv), plan=plan,
+                                         preset=args.preset, version=version)
+    print(report["markdown"])
+    print(f"Report written to {Path(report_dir) / 'report.md'}", flush=True)
+    return 1 if report["runs_failed"] else 0
+
+
+def main_fixed_vs_learned(rest, argv) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rest)
     if args.output_dir is None:
         args.output_dir = str(Path("runs") / f"experiment-{args.preset}-{args.model}")
     try:
@@ -112,9 +253,7 @@ def main(argv=None) -> int:
     from zoo.report import REPORT_MD, write_report
     from zoo.training import RunDirectoryError
 
-    backend = os.environ.get("KERAS_BACKEND")
-    command = ((f"KERAS_BACKEND={backend} " if backend else "") + "python zoo/experiment.py "
-               + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)))
+    command = _command(argv)
     try:
         records = collect_records(plan) if args.report_only else run_experiment(plan)
     except RunDirectoryError as err:

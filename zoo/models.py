@@ -91,6 +91,7 @@ def make_ssm_layer(config, index: int):
         discretization=config.discretization,
         bidirectional=config.bidirectional,
         dropout=config.dropout,
+        frozen_modes=config.frozen_modes,
         seed=config.seed * 1000 + index,  # layers draw their own numpy seeds; keep runs reproducible
         name=f"ssm{index}",
     )

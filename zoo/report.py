@@ -139,6 +139,9 @@ def _run_numbers(record) -> dict:
         "test_accuracy": results["test_accuracy"],
         "best_val_accuracy": results["best_val_accuracy"],
         "final_val_accuracy": float(val_acc[-1]) if val_acc.size else None,
+        # Overfitting: last epoch's training accuracy minus its validation accuracy.
+        "train_val_gap": (float(history["accuracy"][-1] - val_acc[-1])
+                          if val_acc.size and history.get("accuracy", np.zeros(0)).size else None),
         "majority_class_rate": results["majority_class_rate"],
         "epochs": int(val_acc.size),
         "epochs_to_95": converged,
@@ -167,7 +170,8 @@ def _run_numbers(record) -> dict:
     }
 
 
-SUMMARY_KEYS = ("test_accuracy", "best_val_accuracy", "final_val_accuracy", "epochs_to_95", "time_to_95_s",
+SUMMARY_KEYS = ("test_accuracy", "best_val_accuracy", "final_val_accuracy", "train_val_gap", "epochs_to_95",
+                "time_to_95_s",
                 "train_time_s", "wall_time_s", "params_trainable", "params_frozen", "frozen_fraction",
                 "mc_initial", "mc_trained", "length_initial", "length_trained", "length_change",
                 "mf_at_delay_initial", "mf_at_delay_trained", "mf_at_delay_initial_max", "mf_at_delay_trained_max")
@@ -413,9 +417,9 @@ def format_markdown(report: dict, plots: dict | None = None) -> str:
               f"{int(100 * report['convergence_fraction'])}% of the last epoch's, and the training time up to "
               f"the end of that epoch (it says nothing where the validation accuracy stays at chance). Frozen "
               f"parameters are the fixed eigenvalue parameters (log dt, Re a, Im a).", "",
-              "| task | init | eigenvalues | n | test acc | best val acc | epochs to 95% | train time to 95% (s) | "
-              "train time (s) | trainable params | frozen params (fraction) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| task | init | eigenvalues | n | test acc | best val acc | train − val acc, last epoch (points) | "
+              "epochs to 95% | train time to 95% (s) | train time (s) | trainable params | frozen params (fraction) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         for setting in SETTINGS:
             m = g["summary"][setting]
@@ -425,7 +429,7 @@ def format_markdown(report: dict, plots: dict | None = None) -> str:
             lines.append(
                 f"| {g['task']} | {g['init']} | {setting} | {m['test_accuracy']['n']} | "
                 f"{_fmt(m['test_accuracy'], 2, 100)}% | {_fmt(m['best_val_accuracy'], 2, 100)}% | "
-                f"{_fmt(m['epochs_to_95'], 1)} | {_fmt(m['time_to_95_s'], 0)} | {_fmt(m['train_time_s'], 0)} | "
+                f"{_fmt(m['train_val_gap'], 2, 100)} | {_fmt(m['epochs_to_95'], 1)} | {_fmt(m['time_to_95_s'], 0)} | {_fmt(m['train_time_s'], 0)} | "
                 f"{int(m['params_trainable']['mean']):,} | {int(frozen):,} "
                 f"({100 * m['frozen_fraction']['mean']:.1f}%) |")
     majority = {}

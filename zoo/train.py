@@ -54,8 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="freeze the eigenvalues and dt (the reservoir setting); C, D and the rest still train.")
     eig.add_argument("--trainable-eigenvalues", dest="trainable_eigenvalues", action="store_true", default=None,
                      help="learn the eigenvalues and dt (the preset default).")
-    parser.add_argument("--init", choices=[i for i in INITS if i], default=None,
-                        help="eigenvalue initialisation (default: the layer's, 'inv' for S4D, 'legs' for S4).")
+    parser.add_argument("--init", default=None, metavar="INIT",
+                        help=f"eigenvalue initialisation: one of {', '.join(i for i in INITS if i)} (discrete "
+                             "families take parameters, e.g. unity_rings:rho=0.99,p=4), or a .npy file of "
+                             "continuous eigenvalues, shape (N/2,) or (H, N/2) (default: the layer's, 'inv' for "
+                             "S4D, 'legs' for S4).")
+    parser.add_argument("--frozen-modes", type=float, default=None, metavar="FRACTION",
+                        help="freeze this fraction of each channel's eigenvalues while the rest train (0..1).")
     parser.add_argument("--dt-min", type=float, default=None, help="smallest initial step size dt.")
     parser.add_argument("--dt-max", type=float, default=None, help="largest initial step size dt.")
     parser.add_argument("--epochs", type=int, default=None, help="number of epochs (preset value if omitted).")
@@ -128,6 +133,7 @@ def resolve_config(args):
         "model": args.model,
         "trainable_eigenvalues": args.trainable_eigenvalues,
         "init": args.init,
+        "frozen_modes": args.frozen_modes,
         "dt_min": args.dt_min,
         "dt_max": args.dt_max,
         "epochs": args.epochs,

@@ -8,10 +8,18 @@ from keras import ops
 
 from keras_ssm.ops.diagonal import fft_convolution
 from keras_ssm.ops.discrete import DISCRETIZATIONS
-from keras_ssm.ops.init import EIGENVALUE_INITS, _check_state_size
-
-
-MIN_DECAY = 1e-4  # Re(a) <= -MIN_DECAY keeps |lambda| < 1 and dB finite however training moves log_a_real.
+from keras_ssm.ops.init import (
+    DISCRETE_INITS,
+    EIGENVALUE_INITS,
+    MIN_DECAY,  # Re(a) <= -MIN_DECAY keeps |lambda| < 1 and dB finite however training moves log_a_real.
+    DiscreteEigenvalues,
+    _check_state_size,
+    check_eigenvalue_init,
+    check_frozen_modes,
+    frozen_mode_mask,
+    init_to_config,
+    parse_init_name,
+)
 
 
 class ArrayInitializer(keras.initializers.Initializer):
@@ -43,7 +51,7 @@ class BaseSSM(keras.layers.Layer):
     """
 
     default_init = "inv"
-    allowed_inits = EIGENVALUE_INITS
+    allowed_inits = EIGENVALUE_INITS + DISCRETE_INITS
     default_discretization = "zoh"
     allowed_discretizations = DISCRETIZATIONS
 
@@ -61,18 +69,22 @@ class BaseSSM(keras.layers.Layer):
         activation="gelu",
         gated_output=True,
         seed=None,
+        frozen_modes=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         init = self.default_init if init is None else init
         _check_state_size(n)
-        if init not in self.allowed_inits:
-            raise ValueError(f"`init` must be one of {self.allowed_inits}, got {init!r}.")
         discretization = self.default_discretization if discretization is None else discretization
         if discretization not in self.allowed_discretizations:
             raise ValueError(
                 f"`discretization` must be one of {self.allowed_discretizations}, got {discretization!r}."
             )
+        init = check_eigenvalue_init(init, n, self.allowed_inits, discretization)
+        frozen_modes = check_frozen_modes(frozen_modes, n)
+        if frozen_modes is not None and not trainable_eigenvalues:
+            raise ValueError("`frozen_modes` freezes part of the eigenvalues of a layer whose eigenvalues train; "
+                             "with trainable_eigenvalues=False all of them are frozen already (pass None).")
         for name, value in (("dt_min", dt_min), ("dt_max", dt_max)):
             if not _is_real_number(value) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
@@ -107,11 +119,22 @@ class BaseSSM(keras.layers.Layer):
         self._activation_arg = activation
         self.gated_output = gated_output
         self.seed = None if seed is None else int(seed)
+        self.frozen_modes = frozen_modes
         self.supports_masking = True
         # Every random initial value is drawn from this numpy generator, so a seed gives the same
         # layer on every backend; without a seed it follows numpy's global state, which
         # keras.utils.set_random_seed sets.
-        self._rng = np.random.default_rng(seed if seed is not None else np.random.randint(2**31 - 1))
+        root_seed = seed if seed is not None else np.random.randint(2**31 - 1)
+        self._rng = np.random.default_rng(root_seed)
+        # Which modes a fraction freezes: its own stream, so freezing leaves every other initial value as it is.
+        self._freeze_seed = (int(root_seed), 1)
+
+    @property
+    def discrete_init(self):
+        """True when `init` gives discrete eigenvalues (a discrete family or DiscreteEigenvalues): dt = 1."""
+        if isinstance(self.init, DiscreteEigenvalues):
+            return True
+        return isinstance(self.init, str) and parse_init_name(self.init)[0] in DISCRETE_INITS
 
     @property
     def channels(self):
@@ -137,6 +160,8 @@ class BaseSSM(keras.layers.Layer):
         # Keras checks this on every later call: a different feature count is a clear error, not a broadcast.
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: H})
         log_dt = self._rng.uniform(math.log(self.dt_min), math.log(self.dt_max), size=(H,))
+        if self.discrete_init:
+            log_dt = np.zeros_like(log_dt)  # dt = 1 reproduces the given lambda (drawn anyway: same seed stream)
         self.log_dt = self.add_weight(
             name="log_dt", shape=(H,), initializer=ArrayInitializer(log_dt), trainable=self.trainable_dt
         )
@@ -163,27 +188,75 @@ class BaseSSM(keras.layers.Layer):
         """Create `log_a_real` and `a_imag` from continuous eigenvalues a (complex (H, N/2), Re a < 0).
 
         Re a = -exp(log_a_real) stays negative whatever training does; both follow
-        `trainable_eigenvalues`.
+        `trainable_eigenvalues`. With `frozen_modes`, each is split into a trainable flat vector
+        (`log_a_real`, `a_imag`: the T trained modes) and a non-trainable one (`log_a_real_frozen`,
+        `a_imag_frozen`: the F frozen modes), reassembled into (H, N/2) by one gather at call time, so
+        parameter counts report exactly T and F per variable and frozen modes never change.
         """
-        self.log_a_real = self.add_weight(
-            name="log_a_real", shape=a.shape, initializer=ArrayInitializer(np.log(-a.real)),
-            trainable=self.trainable_eigenvalues,
-        )
-        self.a_imag = self.add_weight(
-            name="a_imag", shape=a.shape, initializer=ArrayInitializer(a.imag),
-            trainable=self.trainable_eigenvalues,
-        )
+        self.frozen_mask = frozen_mode_mask(self.frozen_modes, self.n, a.shape[0], seed=self._freeze_seed)
+        if self.frozen_mask is None:
+            self.log_a_real = self.add_weight(
+                name="log_a_real", shape=a.shape, initializer=ArrayInitializer(np.log(-a.real)),
+                trainable=self.trainable_eigenvalues,
+            )
+            self.a_imag = self.add_weight(
+                name="a_imag", shape=a.shape, initializer=ArrayInitializer(a.imag),
+                trainable=self.trainable_eigenvalues,
+            )
+            self.log_a_real_frozen = self.a_imag_frozen = None
+            return
+        flat_mask = self.frozen_mask.reshape(-1)
+        frozen, trained = np.flatnonzero(flat_mask), np.flatnonzero(~flat_mask)
+        # Position of mode j of the flattened (H, N/2) array in concat([frozen part, trained part]).
+        self._mode_order = np.argsort(np.concatenate([frozen, trained])).astype("int32")
+        log_re, imag = np.log(-a.real).reshape(-1), a.imag.reshape(-1)
+        for name, values, index, trainable in (("log_a_real", log_re, trained, True),
+                                               ("a_imag", imag, trained, True),
+                                               ("log_a_real_frozen", log_re, frozen, False),
+                                               ("a_imag_frozen", imag, frozen, False)):
+            setattr(self, name, self.add_weight(name=name, shape=(index.size,),
+                                                initializer=ArrayInitializer(values[index]), trainable=trainable))
+
+    @property
+    def _mode_variables(self):
+        """The variables holding Re a and Im a (two, or four with frozen modes)."""
+        if self.log_a_real_frozen is None:
+            return [self.log_a_real, self.a_imag]
+        return [self.log_a_real, self.a_imag, self.log_a_real_frozen, self.a_imag_frozen]
+
+    def _mode_tensors(self):
+        """(log_a_real, a_imag) as float32 (H, N/2) tensors, reassembled when some modes are frozen."""
+        if self.log_a_real_frozen is None:
+            return ops.cast(self.log_a_real, "float32"), ops.cast(self.a_imag, "float32")
+        shape = self.frozen_mask.shape
+        out = []
+        for frozen, trained in ((self.log_a_real_frozen, self.log_a_real), (self.a_imag_frozen, self.a_imag)):
+            flat = ops.concatenate([ops.cast(frozen, "float32"), ops.cast(trained, "float32")], axis=0)
+            out.append(ops.reshape(ops.take(flat, self._mode_order, axis=0), shape))
+        return tuple(out)
+
+    def _mode_arrays(self):
+        """(log_a_real, a_imag) as float64 numpy (H, N/2), reassembled when some modes are frozen."""
+        if self.log_a_real_frozen is None:
+            return (np.asarray(self.log_a_real.numpy(), np.float64), np.asarray(self.a_imag.numpy(), np.float64))
+        out = []
+        for frozen, trained in ((self.log_a_real_frozen, self.log_a_real), (self.a_imag_frozen, self.a_imag)):
+            flat = np.concatenate([np.asarray(frozen.numpy(), np.float64), np.asarray(trained.numpy(), np.float64)])
+            out.append(flat[self._mode_order].reshape(self.frozen_mask.shape))
+        return tuple(out)
 
     def _continuous_eigenvalues(self):
         """(Re a, Im a) as float32 tensors (H, N/2), with Re a <= -MIN_DECAY."""
-        a_real = ops.minimum(-ops.exp(ops.cast(self.log_a_real, "float32")), -MIN_DECAY)
-        return a_real, ops.cast(self.a_imag, "float32")
+        log_a_real, a_imag = self._mode_tensors()
+        a_real = ops.minimum(-ops.exp(log_a_real), -MIN_DECAY)
+        return a_real, a_imag
 
     def continuous_eigenvalues(self):
         """a = Re + i Im as used by the layer, complex128 numpy (H, N/2)."""
         self._check_built()
-        a_real = np.minimum(-np.exp(np.asarray(self.log_a_real.numpy(), np.float64)), -MIN_DECAY)
-        return a_real + 1j * np.asarray(self.a_imag.numpy(), np.float64)
+        log_a_real, a_imag = self._mode_arrays()
+        a_real = np.minimum(-np.exp(log_a_real), -MIN_DECAY)
+        return a_real + 1j * a_imag
 
     @property
     def _output_modes(self):
@@ -290,7 +363,7 @@ class BaseSSM(keras.layers.Layer):
         config.update(
             {
                 "n": self.n,
-                "init": self.init,
+                "init": init_to_config(self.init),
                 "trainable_eigenvalues": self.trainable_eigenvalues,
                 "trainable_dt": self._trainable_dt_arg,
                 "dt_min": self.dt_min,
@@ -303,6 +376,8 @@ class BaseSSM(keras.layers.Layer):
                 else None,
                 "gated_output": self.gated_output,
                 "seed": self.seed,
+                "frozen_modes": self.frozen_modes if not isinstance(self.frozen_modes, np.ndarray)
+                else self.frozen_modes.tolist(),
             }
         )
         return config

@@ -16,7 +16,7 @@ from keras_ssm.ops.dplr import (
     output_row,
     truncated_output_row,
 )
-from keras_ssm.ops.init import initial_eigenvalues, nplr_legs
+from keras_ssm.ops.init import DISCRETE_INITS, nplr_legs, resolve_eigenvalue_init
 
 S4_INITS = ("legs", "inv", "lin", "real", "random")
 
@@ -58,21 +58,23 @@ class S4(BaseSSM):
 
     Args:
         n: state size N (even, >= 2); N/2 complex modes are stored, the real state has size N.
-        init: "legs", "inv", "lin", "real" or "random".
+        init: "legs", "inv", "lin", "real" or "random", a discrete family, an eigenvalue array or
+            `DiscreteEigenvalues` (all as for `S4D`; every init but "legs" gives P = 0, B = 1).
         rank: rank r of the low-rank term, 1 or 2.
         trainable_eigenvalues: False freezes log_a_real, a_imag, P and (by default) log_dt.
             B, C, D and the output mixing still train.
         trainable_dt: whether log_dt trains; None follows `trainable_eigenvalues`.
         dt_min, dt_max: log-uniform range of the initial step sizes.
         discretization: only "bilinear" (the generating-function kernel needs it).
-        bidirectional, dropout, activation, gated_output, seed: as for `S4D`.
+        bidirectional, dropout, activation, gated_output, seed, frozen_modes: as for `S4D`
+            (`frozen_modes` splits Lambda; P follows `trainable_eigenvalues`).
 
     Call arguments: inputs (batch, length, H); mask (batch, length) booleans, padded positions are
     zeroed before the convolution and the mask is propagated.
     """
 
     default_init = "legs"
-    allowed_inits = S4_INITS
+    allowed_inits = S4_INITS + DISCRETE_INITS
     default_discretization = "bilinear"
     allowed_discretizations = ("bilinear",)
     is_diagonal = False
@@ -93,13 +95,13 @@ class S4(BaseSSM):
         M = self.n // 2
         # Drawn for every init so the seed stream (and so dt, C, D) matches S4D with the same seed.
         seed = self._next_seed()
-        if self.init == "legs":
+        if isinstance(self.init, str) and self.init == "legs":
             lam, P, B, _ = nplr_legs(self.n, self.rank)
             lam = np.tile(lam[None], (H, 1))
             P = np.tile(P[:, None], (1, H, 1))
             B = np.tile(B[None], (H, 1))
         else:
-            lam = initial_eigenvalues(self.init, self.n, num_channels=H, seed=seed)
+            lam, _ = resolve_eigenvalue_init(self.init, self.n, H, "bilinear", seed=seed)
             P = np.zeros((self.rank, H, M), dtype=np.complex128)
             B = np.ones((H, M), dtype=np.complex128)
         self._add_eigenvalue_weights(lam)
@@ -111,7 +113,7 @@ class S4(BaseSSM):
 
     @property
     def eigenvalue_variables(self):
-        return [self.log_dt, self.log_a_real, self.a_imag, self.P]
+        return [self.log_dt] + self._mode_variables + [self.P]
 
     @property
     def ssm_variables(self):

@@ -11,7 +11,7 @@ from keras_ssm.ops.diagonal import (
     vandermonde_kernel,
 )
 from keras_ssm.ops.discrete import discretize_diagonal_numpy
-from keras_ssm.ops.init import initial_eigenvalues
+from keras_ssm.ops.init import resolve_eigenvalue_init
 
 @keras.saving.register_keras_serializable(package="keras_ssm")
 class S4D(BaseSSM):
@@ -27,7 +27,13 @@ class S4D(BaseSSM):
 
     Args:
         n: state size N (even, >= 2); N/2 complex modes are stored.
-        init: eigenvalue initialisation, one of "inv", "lin", "real", "legs", "random".
+        init: eigenvalue initialisation: a name, "inv", "lin", "real", "legs", "random" (continuous,
+            scaled by dt), or a discrete family at dt = 1, "linear_magnitudes" or "unity_rings", with
+            optional parameters ("unity_rings:rho=0.99,p=4", see `keras_ssm.ops.init`); or any set:
+            a complex array (N/2,) or (H, N/2) of continuous eigenvalues a (Re a <= -1e-4, one of each
+            conjugate pair; a real a is one real state dimension), a path to such a .npy file, or
+            `keras_ssm.DiscreteEigenvalues(lam)` (|lam| < 1, used at dt = 1, i.e. log_dt = 0, so the
+            layer's discretization gives back lam). Saved with the layer's config.
         trainable_eigenvalues: False freezes log_a_real, a_imag and (by default) log_dt: the
             reservoir-computing setting. C, D and the output mixing still train.
         trainable_dt: whether log_dt trains; None follows `trainable_eigenvalues`.
@@ -39,20 +45,25 @@ class S4D(BaseSSM):
         gated_output: apply Dense(2H) + GLU at the end. `activation=None, gated_output=False`
             gives the pure linear SSM y = K * u + D u.
         seed: integer seed of every random initial value.
+        frozen_modes: freeze part of the eigenvalues of a layer whose eigenvalues train: a fraction
+            f in [0, 1] (round(f N/2) modes of every channel, chosen at random from the seed) or a
+            boolean mask (N/2,) or (H, N/2) (True = frozen). Frozen modes live in non-trainable
+            variables (`log_a_real_frozen`, `a_imag_frozen`), so they stay bit-identical in training
+            and parameter counts are exact. dt is governed by `trainable_dt`.
 
     Call arguments: inputs (batch, length, H); mask (batch, length) booleans, padded positions are
     zeroed before the convolution and the mask is propagated.
     """
 
     def _build_state_matrix(self, H):
-        a = initial_eigenvalues(self.init, self.n, num_channels=H, seed=self._next_seed())
+        a, _ = resolve_eigenvalue_init(self.init, self.n, H, self.discretization, seed=self._next_seed())
         self._add_eigenvalue_weights(a)
 
     is_diagonal = True
 
     @property
     def eigenvalue_variables(self):
-        return [self.log_dt, self.log_a_real, self.a_imag]
+        return [self.log_dt] + self._mode_variables
 
     def _discrete(self):
         """(log|lambda|, arg lambda, Re dB, Im dB), each (H, N/2) float32."""

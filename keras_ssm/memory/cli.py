@@ -8,6 +8,9 @@ memory capacity, memory length, accuracy, numerical rank and condition number pe
 ``--inits ... memory`` adds the set designed for the flattest memory up to ``--horizon``
 (:func:`keras_ssm.memory.design_eigenvalues`, discrete eigenvalues used as they are: ``--dt``
 and ``--discretization`` do not apply to it).
+``--inits`` also takes the discrete families (used as given, at dt = 1), with parameters, e.g.
+`linear_magnitudes:rho=0.99 unity_rings:rho=0.99,p=4`, and .npy files of continuous eigenvalues
+(N/2,) (discretized with --dt like the named continuous inits).
 Only numpy, scipy and matplotlib are imported (never keras).
 """
 
@@ -56,12 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
             "rank and condition number of the feature matrix for each set."
         ),
     )
-    parser.add_argument("--inits", nargs="+", default=list(INIT_NAMES), choices=INIT_NAMES + DESIGNED_NAMES,
-                        metavar="INIT",
-                        help=f"eigenvalue initialisations to compare, any of {', '.join(INIT_NAMES + DESIGNED_NAMES)}; "
-                             "'memory' is designed for the flattest memory up to --horizon (seconds to design; "
-                             "its discrete eigenvalues ignore --dt and --discretization) "
-                             f"(default: {' '.join(INIT_NAMES)})")
+    parser.add_argument("--inits", nargs="+", default=list(INIT_NAMES), metavar="INIT",
+                        help=f"eigenvalue sets to compare: any of {', '.join(INIT_NAMES)} (continuous, scaled by "
+                             "--dt), linear_magnitudes[:rho=R] or unity_rings[:rho=R,p=P] (discrete, as given), "
+                             "'memory' (designed for the flattest memory up to --horizon, discrete: seconds to "
+                             "design, ignores --dt and --discretization), or a .npy file of N/2 continuous "
+                             "eigenvalues (default: the five continuous inits)")
     parser.add_argument("--n", type=_positive_int, default=32,
                         help="state size N (even): N/2 complex eigenvalues, N real state dims (default: 32)")
     parser.add_argument("--horizon", type=_positive_int, default=1024,
@@ -85,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _format_table(rows, fraction) -> str:
     header = ("init", "dim", "rank", "MC", f"length@{fraction:g}", "accuracy", "cond")
-    lines = [f"{header[0]:<8}{header[1]:>5}{header[2]:>6}{header[3]:>9}{header[4]:>13}{header[5]:>10}{header[6]:>11}"]
+    width = max([8] + [len(name) + 2 for name, _ in rows])
+    lines = [f"{header[0]:<{width}}{header[1]:>5}{header[2]:>6}{header[3]:>9}{header[4]:>13}{header[5]:>10}{header[6]:>11}"]
     for name, summary in rows:
         lines.append(
-            f"{name:<8}{summary['state_dim']:>5.0f}{summary['rank']:>6.0f}{summary['capacity']:>9.3f}"
+            f"{name:<{width}}{summary['state_dim']:>5.0f}{summary['rank']:>6.0f}{summary['capacity']:>9.3f}"
             f"{summary['length']:>13.0f}{summary['accuracy']:>10.4f}{summary['condition_number']:>11.3g}"
         )
     return "\n".join(lines)
@@ -98,26 +102,36 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.n % 2:
         build_parser().error(f"--n must be even, got {args.n}")
-    from keras_ssm.ops.init import initial_eigenvalues  # numpy only
+    from keras_ssm.ops.init import check_eigenvalue_init, resolve_eigenvalue_init  # numpy only
 
     from keras_ssm.memory.plotting import plot_memory_functions
 
-    curves, rows = {}, []
+    checked = []
     for name in args.inits:
+        if name in DESIGNED_NAMES:
+            checked.append(name)
+            continue
+        try:
+            checked.append(check_eigenvalue_init(name, args.n))
+        except ValueError as err:
+            build_parser().error(f"--inits {name}: {err}")
+    if "memory" in args.inits and args.seed < 0:
+        build_parser().error(f"--seed must be >= 0 for 'memory', got {args.seed}")
+    curves, rows = {}, []
+    for name, init in zip(args.inits, checked):
         if name == "memory":
-            if args.seed < 0:
-                build_parser().error(f"--seed must be >= 0 for 'memory', got {args.seed}")
             from keras_ssm.memory.design import design_eigenvalues
 
             discrete = design_eigenvalues(args.n, args.horizon, seed=args.seed).eigenvalues
-        else:
-            continuous = initial_eigenvalues(name, args.n, seed=args.seed)
-            discrete = discretize_eigenvalues(continuous[0], args.dt, args.discretization)
-        memory = memory_function(discrete, horizon=args.horizon, infinite_horizon=args.infinite)
-        if name == "memory":
             label = f"memory (designed, flat to T = {args.horizon})"
         else:
-            label = f"S4D-{name.capitalize()}" if name != "random" else "random"
+            continuous, is_discrete = resolve_eigenvalue_init(init, args.n, 1, args.discretization, seed=args.seed)
+            discrete = discretize_eigenvalues(continuous[0], 1.0 if is_discrete else args.dt, args.discretization)
+            if name in INIT_NAMES:
+                label = f"S4D-{name.capitalize()}" if name != "random" else "random"
+            else:
+                label = name + (" (dt = 1)" if is_discrete else "")
+        memory = memory_function(discrete, horizon=args.horizon, infinite_horizon=args.infinite)
         curves[label] = memory
         rows.append((name, memory_summary(memory, args.fraction)))
     horizon = "infinite horizon" if args.infinite else f"T = {args.horizon}"

@@ -120,3 +120,29 @@ def test_script_runs_from_the_repo_root():
     result = subprocess.run([sys.executable, "zoo/train.py", "listops", "--set", "bogus=1"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Unknown config key" in result.stderr
+
+
+def test_init_accepts_discrete_families_and_eigenvalue_files(tmp_path):
+    import numpy as np
+
+    from zoo.configs import get_config
+
+    assert get_config("digits", init="unity_rings:rho=0.9,p=2").init == "unity_rings:rho=0.9,p=2"
+    path = tmp_path / "eig.npy"
+    np.save(path, -0.5 + 1j * np.arange(8.0))  # digits quick: d_state 16 -> 8 modes
+    assert get_config("digits", init=str(path)).init == str(path)
+    np.save(path, 0.5 + 1j * np.arange(8.0))
+    for init, message in ((str(path), "Re a"), ("unity_rings:rho=1.5", "rho"), ("hippo", "must be one of"),
+                          (str(tmp_path / "none.npy"), "could not be read")):
+        with pytest.raises(ValueError, match=message):
+            get_config("digits", init=init)
+
+
+def test_frozen_modes_config_key():
+    from zoo.configs import get_config
+
+    assert get_config("digits", frozen_modes=0.25).frozen_modes == 0.25
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        get_config("digits", frozen_modes=1.5)
+    with pytest.raises(ValueError, match="trainable_eigenvalues=true"):
+        get_config("digits", frozen_modes=0.5, trainable_eigenvalues=False)
