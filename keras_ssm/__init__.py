@@ -25,8 +25,10 @@ _EXPORTS = {
     "plot_memory_comparison": "keras_ssm.memory",
     "find_ssm_layers": "keras_ssm.memory",
     "SSMAdamW": "keras_ssm.optimizers",
+    "device_info": "keras_ssm.devices",
+    "report_devices": "keras_ssm.devices",
 }
-_SUBMODULES = ("layers", "memory", "ops", "optimizers")
+_SUBMODULES = ("devices", "layers", "memory", "ops", "optimizers")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 
