@@ -1,7 +1,7 @@
 """Which devices the Keras backend computes on, and a warning when an NVIDIA GPU sits idle.
 
-    info = keras_ssm.devices.device_info()      # {"backend": "jax", "platform": "gpu", "model": "NVIDIA H200", "count": 1, ...}
-    keras_ssm.devices.report_devices()          # prints "device: jax 0.6.2 on 1 x gpu (NVIDIA H200)" and returns info
+    info = keras_ssm.devices.device_info()      # {"backend": "jax", "platform": "gpu", "model": <GPU model>, "count": 1, ...}
+    keras_ssm.devices.report_devices()          # prints e.g. "device: jax 0.10.2 on 1 x cpu (AMD EPYC)"; returns info
 
 `device_info` describes the devices of the active Keras backend (or of one named backend), without
 running any computation:
@@ -68,7 +68,7 @@ def device_info(backend: str | None = None) -> dict:
 
 
 def describe(info: dict) -> str:
-    """One line: 'jax 0.6.2 on 1 x gpu (NVIDIA H200)'."""
+    """One line: '<backend> <version> on <count> x <platform> (<model>)'."""
     return (f"{info['backend']} {info['backend_version']} on {info['count']} x {info['platform']} "
             f"({info['model']})")
 

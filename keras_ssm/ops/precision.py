@@ -1,7 +1,7 @@
 """Full-float32 contractions for the SSM kernels, whatever the backend's default matmul precision.
 
 On recent NVIDIA GPUs, jax and tensorflow run float32 matmuls and einsums in TF32 by default (a
-10-bit mantissa, about 1e-3 relative error per product), and any backend can be told to do so
+10-bit mantissa: inputs rounded to about 5e-4 relative), and any backend can be told to do so
 globally (`jax.default_matmul_precision`, `torch.set_float32_matmul_precision("high")`). The SSM
 kernels (S4D's Vandermonde products, S4's Cauchy sums and C~ squarings) feed every output of a
 layer, and at long lengths their sums have many terms, so they call `precise_einsum` /
