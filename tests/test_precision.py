@@ -127,6 +127,16 @@ def test_torch_lowered_matmul_precision_is_detected():
         assert precision.reduced_precision_active("torch")
     finally:
         torch.set_float32_matmul_precision(previous)
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9's per-backend setting
+        saved = matmul.fp32_precision
+        try:
+            matmul.fp32_precision = "tf32"
+            assert precision.reduced_precision_active("torch")
+            matmul.fp32_precision = "ieee"
+            assert not precision.reduced_precision_active("torch")
+        finally:
+            matmul.fp32_precision = saved
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's graph")

@@ -84,15 +84,23 @@ def _needs_float64(backend):
 
         return bool(tf.config.experimental.tensor_float_32_execution_enabled()) and _tensorflow_sees_gpu()
     if backend == "torch":
-        import torch
-
-        if torch.get_float32_matmul_precision() != "highest":
-            return True
-        matmul = torch.backends.cuda.matmul
-        if getattr(matmul, "fp32_precision", "none") == "tf32":
-            return True
-        return bool(getattr(matmul, "allow_tf32", False))
+        return _torch_reduced_precision()
     return False
+
+
+def _torch_reduced_precision():
+    import torch
+
+    # torch >= 2.9: per-backend settings ("ieee" = full float32, "tf32" / "bf16" = reduced, "none" = inherit)
+    for name in ("cuda", "mkldnn"):
+        setting = getattr(getattr(getattr(torch.backends, name, None), "matmul", None), "fp32_precision", None)
+        if setting in ("tf32", "bf16"):
+            return True
+    try:  # the process-wide setting (legacy API)
+        return (torch.get_float32_matmul_precision() != "highest"
+                or bool(getattr(torch.backends.cuda.matmul, "allow_tf32", False)))
+    except RuntimeError:  # legacy and new APIs were mixed: torch leaves it to the per-backend settings above
+        return False
 
 
 @functools.lru_cache(maxsize=None)
