@@ -39,30 +39,33 @@ def precise_einsum(subscripts, *operands):
     module docstring for how each backend is made to keep full precision.
     """
     backend = keras.backend.backend()
-    if backend == "jax" and not _symbolic(operands):
+    if _symbolic(operands):
+        return ops.einsum(subscripts, *operands)
+    operands = [ops.convert_to_tensor(x) for x in operands]
+    if backend == "jax":
         import jax
         import jax.numpy as jnp
 
         return jnp.einsum(subscripts, *operands, precision=jax.lax.Precision.HIGHEST)
-    if backend in ("tensorflow", "torch") and _needs_float64(backend) and not _symbolic(operands):
-        dtype = _common_float_dtype(operands)
-        if dtype == "float32":
-            operands = [ops.cast(x, "float64") for x in operands]
-            return ops.cast(ops.einsum(subscripts, *operands), "float32")
+    if backend in ("tensorflow", "torch") and _common_float_dtype(operands) == "float32" and _needs_float64(backend):
+        operands = [ops.cast(x, "float64") for x in operands]
+        return ops.cast(ops.einsum(subscripts, *operands), "float32")
     return ops.einsum(subscripts, *operands)
 
 
 def precise_matmul(x1, x2):
     """`keras.ops.matmul(x1, x2)` at full float32 precision on every backend (as `precise_einsum`)."""
     backend = keras.backend.backend()
-    if backend == "jax" and not _symbolic((x1, x2)):
+    if _symbolic((x1, x2)):
+        return ops.matmul(x1, x2)
+    x1, x2 = ops.convert_to_tensor(x1), ops.convert_to_tensor(x2)
+    if backend == "jax":
         import jax
         import jax.numpy as jnp
 
         return jnp.matmul(x1, x2, precision=jax.lax.Precision.HIGHEST)
-    if backend in ("tensorflow", "torch") and _needs_float64(backend) and not _symbolic((x1, x2)):
-        if _common_float_dtype((x1, x2)) == "float32":
-            return ops.cast(ops.matmul(ops.cast(x1, "float64"), ops.cast(x2, "float64")), "float32")
+    if backend in ("tensorflow", "torch") and _common_float_dtype((x1, x2)) == "float32" and _needs_float64(backend):
+        return ops.cast(ops.matmul(ops.cast(x1, "float64"), ops.cast(x2, "float64")), "float32")
     return ops.matmul(x1, x2)
 
 
