@@ -96,7 +96,7 @@ def test_dense_layers_keep_the_backend_default_and_hlo_carries_highest():
     dots = _dot_generals(jaxpr)
     highest = [eqn for eqn in dots if _is_highest(eqn)]
     others = [eqn for eqn in dots if not _is_highest(eqn)]
-    assert len(highest) == 2  # the Vandermonde product's real and imaginary halves
+    assert highest, "the Vandermonde product should carry HIGHEST"
     assert others, "the Dense(2H) matmul should keep the backend default precision"
     assert lowered.count("HIGHEST") >= 2  # carried into the program XLA compiles
 
