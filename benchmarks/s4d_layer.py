@@ -10,7 +10,7 @@ Conv1d(H, 2H) + GLU): the same math and the same parameter count as `keras_ssm.S
 
 Each (implementation, size) runs in its own subprocess. Time: median of --repeats forward+backward
 passes (loss = sum of outputs, gradients for every parameter and the input) after --warmup passes
-(compilation excluded). Memory: on CPU, the peak resident set sampled every millisecond during the
+(compilation excluded). Every row names the device it ran on (keras_ssm.devices). Memory: on CPU, the peak resident set sampled every millisecond during the
 timed passes minus the resident set just before them (glibc's mmap threshold is pinned so freed
 buffers go back to the OS); on GPU, the device allocator's peak.
 """
@@ -25,6 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # keras_ssm from this checkout
+from keras_ssm.devices import describe  # noqa: E402  (imports no backend)
 
 DEFAULT_SIZES = [(16, 256, 64, 1024), (8, 128, 64, 4096), (2, 128, 64, 16384)]
 IMPLEMENTATIONS = ("jax", "tensorflow", "torch", "torch-reference")
@@ -116,7 +119,7 @@ def keras_step(layer_name, batch, H, n, L):
         return step, lambda out: [t.numpy() for t in tf.nest.flatten(out) if t is not None]
     import torch
 
-    x = torch.tensor(x, requires_grad=True)
+    x = keras.ops.convert_to_tensor(x).detach().requires_grad_()  # on Keras's device (cuda when there is one)
 
     def step():
         for v in layer.trainable_variables:
@@ -205,6 +208,13 @@ def gpu_peak_bytes(impl):
     return None
 
 
+def device_of(impl):
+    """keras_ssm.devices.device_info of the backend the implementation runs on (torch for the reference)."""
+    from keras_ssm.devices import device_info
+
+    return device_info("torch" if impl == "torch-reference" else impl)
+
+
 def worker(args):
     batch, H, n, L = args.size
     if args.impl == "torch-reference":
@@ -214,6 +224,7 @@ def worker(args):
     times, rss_peak = time_passes(step, args.warmup, args.repeats, sync)
     gpu_peak = gpu_peak_bytes(args.impl)
     print(json.dumps({
+        "device": device_of(args.impl),
         "impl": args.impl, "layer": "s4d" if args.impl == "torch-reference" else args.layer,
         "size": args.size, "median_s": statistics.median(times), "min_s": min(times),
         "peak_bytes": gpu_peak if gpu_peak is not None else rss_peak,
@@ -221,13 +232,17 @@ def worker(args):
     }))
 
 
-def run_one(impl, layer, size, args):
+def run_one(impl, layer, size, args, timeout=None):
+    """One (implementation, layer, size) in its own subprocess: its JSON row, or a row with "error"."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
     if impl != "torch-reference":
         env["KERAS_BACKEND"] = impl
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--layer", layer,
            "--size", ",".join(map(str, size)), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"impl": impl, "layer": layer, "size": list(size), "error": f"timed out after {timeout:.0f} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
@@ -267,8 +282,8 @@ def main():
 
     rows = []
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    print("| layer | implementation | batch, H, n, L | fwd+bwd median (ms) | peak memory (MiB) | speed-up vs torch-reference | memory vs torch-reference |")
-    print("|---|---|---|---|---|---|---|")
+    print("| layer | implementation | batch, H, n, L | fwd+bwd median (ms) | peak memory (MiB) | speed-up vs torch-reference | memory vs torch-reference | device |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         reference = run_one("torch-reference", "s4d", size, args) if installed("torch") else None
         jobs = [(impl, layer) for layer in args.layers for impl in args.backends if impl != "torch-reference"]
@@ -279,13 +294,14 @@ def main():
             rows.append(row)
             label = ", ".join(map(str, size))
             if "error" in row:
-                print(f"| {row['layer']} | {row['impl']} | {label} | failed: {row['error']} | | | |")
+                print(f"| {row['layer']} | {row['impl']} | {label} | failed: {row['error']} | | | | |")
                 continue
             ok_ref = reference is not None and "error" not in reference
             speed = f"{reference['median_s'] / row['median_s']:.2f}x" if ok_ref else "-"
             memory = f"{row['peak_bytes'] / max(reference['peak_bytes'], 1):.3f}" if ok_ref else "-"
             print(f"| {row['layer']} | {row['impl']} | {label} | {1e3 * row['median_s']:.1f} | "
-                  f"{row['peak_bytes'] / 2**20:.0f} ({row['memory']}) | {speed} | {memory} |", flush=True)
+                  f"{row['peak_bytes'] / 2**20:.0f} ({row['memory']}) | {speed} | {memory} | "
+                  f"{describe(row['device'])} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -36,8 +36,10 @@ _EXPORTS = {
     "EigenvalueDesign": "keras_ssm.memory",
     "SSMAdamW": "keras_ssm.optimizers",
     "DiscreteEigenvalues": "keras_ssm.ops.init",
+    "device_info": "keras_ssm.devices",
+    "report_devices": "keras_ssm.devices",
 }
-_SUBMODULES = ("layers", "memory", "ops", "optimizers")
+_SUBMODULES = ("devices", "layers", "memory", "ops", "optimizers")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -252,6 +252,10 @@ def test_initial_memory_is_that_of_the_untrained_model(resumed_sweep):
     record = json.loads((project / "trial_1" / "initial_memory.json").read_text())
     values = space.values_for(read_trial(project, "1")["hyperparameters"]["values"])
     assert record["values"] == values
+    from keras_ssm.devices import device_info
+
+    assert record["device"] == device_info()  # the trial records the device it ran on, as does the sweep
+    assert json.loads((project / "sweep.json").read_text())["device"] == device_info()
     model = build_model(base.replace(**values), input_spec_from_info(resumed_sweep["data"].info))
     expected = initial_memory_summary(model, horizon=64)
     assert record["horizon"] == 64  # digits: seq_len 64 < 1024

@@ -26,6 +26,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from keras_ssm.devices import device_info
 from tuning.space import SearchSpace
 from zoo.callbacks import DivergenceGuard, TrainingDivergedError
 from zoo.configs import TrainConfig
@@ -169,7 +170,7 @@ class SSMHyperModel(kt.HyperModel):
         compile_model(model, config, data.steps_per_epoch)
         if self._trial_dir is not None:
             self._initial_memory = initial_memory_summary(model, self.memory_horizon())
-            record = {"values": self.space.values_for(hp.values), **self._initial_memory}
+            record = {"values": self.space.values_for(hp.values), "device": device_info(), **self._initial_memory}
             _write_json_atomic(self._trial_dir / INITIAL_MEMORY_FILE, record)
         return model
 

@@ -2,10 +2,10 @@
 
 A sweep lives in ``<directory>/<project_name>/``:
 
-    sweep.json                  task, preset, tuner, base TrainConfig and search space of the sweep
+    sweep.json                  task, preset, tuner, base TrainConfig, search space and device of the sweep
     oracle.json, tuner0.json    KerasTuner state (trials run, sampler state)
     trial_<id>/trial.json       KerasTuner's record of a trial: hyperparameters, metrics, status
-    trial_<id>/initial_memory.json   the trial's config values and initial memory summaries
+    trial_<id>/initial_memory.json   the trial's config values, device and initial memory summaries
     trial_<id>/checkpoint.weights.h5 weights at the trial's best epoch
     results.csv, results.md, results.png, best.json   the report (tuning.report)
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import keras_tuner as kt
 
+from keras_ssm.devices import report_devices
 from tuning.hypermodel import OBJECTIVE, SSMHyperModel, TaskData
 from tuning.space import SearchSpace
 from zoo.configs import TrainConfig
@@ -210,6 +211,7 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
     description = sweep_description(tuner, base_config, space)
     resumed = prepare_project(project_dir, description, overwrite)
 
+    description["device"] = report_devices()  # printed, and recorded in sweep.json
     hypermodel = SSMHyperModel(base_config, space, data=data)
     task_data = hypermodel.data()
     description["val_majority_rate"] = task_data.val_majority_rate

@@ -33,6 +33,7 @@ from zoo.callbacks import (
     read_checkpoint_state,
     tensorboard_callback,
 )
+from keras_ssm.devices import check_data_parallel, device_info, report_devices
 from keras_ssm.memory import model_memory_functions, plot_memory_comparison
 from zoo.configs import TrainConfig
 from zoo.models import build_model, count_parameters, input_spec_from_info
@@ -87,6 +88,7 @@ def _train(config, out, wall_start, extra_callbacks):
     from zoo.data import load_task
 
     keras.utils.set_random_seed(config.seed)
+    device = report_devices(print_fn=lambda line: _say(config, line))  # backend, device model and count
     devices = _device_count(config)
     if config.batch_size % devices:
         raise ValueError(
@@ -189,6 +191,7 @@ def _train(config, out, wall_start, extra_callbacks):
         "wall_time_s": checkpoint.wall_time_s(),
         "backend": keras.backend.backend(),
         "devices": devices,
+        "device": device,
         "num_examples": {"train": train_info.num_examples, "val": val_info.num_examples,
                          "test": test_info.num_examples},
         "seq_len": train_info.seq_len,
@@ -265,6 +268,7 @@ def _distribution_scope(config):
     if config.distribute is None:
         yield
         return
+    _say(config, check_data_parallel(device_info()))  # one device: said so; mixed kinds: refused
     devices = keras.distribution.list_devices()
     with keras.distribution.DataParallel(devices=devices).scope():
         yield

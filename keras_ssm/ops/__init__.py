@@ -1,6 +1,7 @@
 """Pure functions for SSM math.
 
-`keras_ssm.ops.diagonal` and `keras_ssm.ops.dplr`: keras.ops, used at call time on every backend.
+`keras_ssm.ops.diagonal` and `keras_ssm.ops.dplr`: keras.ops, used at call time on every backend; their
+contractions go through `keras_ssm.ops.precision` (full float32 whatever the backend's matmul default).
 `keras_ssm.ops.init`: numpy, used at build time. Names load on first use so that numpy-only
 callers do not import keras.
 """
@@ -32,6 +33,8 @@ _EXPORTS = {
     "dplr_kernel": "dplr",
     "conjugate_pair_cauchy": "dplr",
     "bilinear_dplr_dense": "dplr",
+    "precise_einsum": "precision",
+    "precise_matmul": "precision",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,6 +11,7 @@ import numbers
 from keras import ops
 
 from keras_ssm.ops.discrete import DISCRETIZATIONS, check_discretization  # noqa: F401 (re-exported)
+from keras_ssm.ops.precision import precise_einsum
 
 
 def discretize_diagonal(dt, a_real, a_imag, method):
@@ -111,7 +112,8 @@ def vandermonde_kernel(weight_re, weight_im, log_magnitude, angle, length):
         weight_re[..., None], weight_im[..., None], outer_re[None], outer_im[None]
     )
     kernel = 2.0 * (
-        ops.einsum("chmj,hmi->chji", x_re, inner_re) - ops.einsum("chmj,hmi->chji", x_im, inner_im)
+        precise_einsum("chmj,hmi->chji", x_re, inner_re)
+        - precise_einsum("chmj,hmi->chji", x_im, inner_im)
     )
     shape = ops.shape(kernel)
     return ops.reshape(kernel, (shape[0], shape[1], -1))[..., :length]

@@ -49,6 +49,7 @@ import numpy as np
 from keras import ops
 
 from keras_ssm.ops.diagonal import complex_divide, complex_multiply
+from keras_ssm.ops.precision import precise_einsum, precise_matmul
 
 MAX_RANK = 2
 
@@ -113,8 +114,8 @@ def conjugate_pair_cauchy(v_re, v_im, lam_re, lam_im, t):
     inv_den = inv_den / (l_re2 + gap2 * gap2)
     q_inv_re = (l_re2 - gap1 * gap2) * inv_den
     q_inv_im = (2.0 * l_re * tk) * inv_den
-    x_re = ops.einsum("hwm,hmk->hwk", ab, q_inv_re)
-    x_im = ops.einsum("hwm,hmk->hwk", ab, q_inv_im)
+    x_re = precise_einsum("hwm,hmk->hwk", ab, q_inv_re)
+    x_im = precise_einsum("hwm,hmk->hwk", ab, q_inv_im)
     t = t[:, None, :]
     return x_re[:, :W] - t * x_im[:, W:], x_im[:, :W] + t * x_re[:, W:]
 
@@ -271,7 +272,7 @@ def bilinear_woodbury_factors(lam_re, lam_im, p_re, p_im, dt):
     V = ops.transpose(interleave(*cep), (1, 2, 0))
     p = ops.transpose(interleave(p_re, p_im), (1, 2, 0))
     rank = p_re.shape[0]
-    G = ops.eye(rank, dtype=dt.dtype)[None] / dt[:, None, None] + ops.einsum("hnr,hns->hrs", p, U)
+    G = ops.eye(rank, dtype=dt.dtype)[None] / dt[:, None, None] + precise_einsum("hnr,hns->hrs", p, U)
     return e, U, V, _small_inverse(G)
 
 
@@ -285,12 +286,12 @@ def bilinear_dplr_dense(lam_re, lam_im, p_re, p_im, b_re, b_im, dt):
         one_minus_dA: (H, N, N) I - dA.  dB: (H, N) dt E^{-1} b.
     """
     e, U, V, G_inv = bilinear_woodbury_factors(lam_re, lam_im, p_re, p_im, dt)
-    low_rank = ops.einsum("hnr,hrs,hms->hnm", U, G_inv, V)
+    low_rank = precise_einsum("hnr,hrs,hms->hnm", U, G_inv, V)
     half_dt = 0.5 * dt[:, None]
     d_re, d_im = complex_multiply(-half_dt * lam_re, -half_dt * lam_im, e[0], e[1])
     one_minus_dA = 2.0 * (complex_block_diagonal(d_re, d_im) + low_rank)
     E_inv = complex_block_diagonal(*e) - low_rank
-    dB = dt[:, None] * ops.einsum("hnm,hm->hn", E_inv, interleave(b_re, b_im))
+    dB = dt[:, None] * precise_einsum("hnm,hm->hn", E_inv, interleave(b_re, b_im))
     return one_minus_dA, dB
 
 
@@ -308,7 +309,7 @@ def bilinear_dplr_step(state, u, lam_re, lam_im, p_re, p_im, b_re, b_im, dt):
     rhs = 2.0 * state + (dt[:, None] * interleave(b_re, b_im))[None] * u[..., None]
     r_re, r_im = deinterleave(rhs)
     d0_inv_rhs = interleave(*complex_multiply(e[0][None], e[1][None], r_re, r_im))
-    low_rank = ops.einsum("hnr,hrs,bhs->bhn", U, G_inv, ops.einsum("hns,bhn->bhs", V, rhs))
+    low_rank = precise_einsum("hnr,hrs,bhs->bhn", U, G_inv, precise_einsum("hns,bhn->bhs", V, rhs))
     return d0_inv_rhs - low_rank - state
 
 
@@ -330,10 +331,10 @@ def row_times_one_minus_power(row, one_minus_matrix, power):
     """
 
     def accumulate(result, F):
-        return result + ops.einsum("chn,hnm->chm", row - result, F)
+        return result + precise_einsum("chn,hnm->chm", row - result, F)
 
     def square(F):
-        return 2.0 * F - ops.matmul(F, F)
+        return 2.0 * F - precise_matmul(F, F)
 
     result = ops.zeros_like(row)
     F = one_minus_matrix

@@ -242,6 +242,7 @@ def test_quick_listops_preset_end_to_end(tmp_path):
                 "wall_time_s", "train_steps_per_second"):
         assert isinstance(results[key], (int, float)) and results[key] >= 0, key
     assert results["epochs_completed"] == config.epochs and results["params_trainable"] > 0
+    assert results["device"]["backend"] == keras.backend.backend() and results["device"]["count"] >= 1
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == config.epochs and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])

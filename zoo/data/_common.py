@@ -384,6 +384,9 @@ def truncate_rows(rows: RaggedArray, max_length: int, what: str) -> RaggedArray:
 
 def tfds_arrays(name: str, split: str, data_dir, download: bool, hint: str):
     """All examples of a tfds split as numpy arrays (features, labels); clear error when not prepared."""
+    from .pipeline import tensorflow
+
+    tensorflow()  # hide GPUs from TensorFlow before tfds starts it
     import tensorflow_datasets as tfds
 
     try:

@@ -194,10 +194,12 @@ def load_task(name: str, split: str, *, data_dir=None, cache_dir=None, batch_siz
         batches for two-input tasks (retrieval).
     """
     batch_size = check_positive_int("batch_size", batch_size)
+    from .pipeline import make_dataset, tensorflow
+
+    tensorflow()  # configured (GPUs hidden from a pure input pipeline) before any TensorFlow use
     if shuffle is None:
         shuffle = split == "train"
     data, info, encoding = load_task_arrays(name, split, data_dir=data_dir, cache_dir=cache_dir, **options)
-    from .pipeline import make_dataset
 
     dataset = make_dataset(data, seq_len=info.seq_len, encoding=encoding, batch_size=batch_size,
                            shuffle=bool(shuffle), seed=seed, drop_remainder=drop_remainder)

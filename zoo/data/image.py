@@ -52,7 +52,9 @@ def image_encoding(encoding: str) -> InputEncoding:
 
 def rgb_to_gray_sequences(images: np.ndarray) -> np.ndarray:
     """(N, 32, 32, 3) uint8 RGB -> (N, 1024) uint8 grayscale, row-major (tf.image.rgb_to_grayscale)."""
-    import tensorflow as tf
+    from .pipeline import tensorflow
+
+    tf = tensorflow()
 
     gray = tf.image.rgb_to_grayscale(tf.constant(images, dtype=tf.uint8)).numpy()
     return gray.reshape(len(images), -1)

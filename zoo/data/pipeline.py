@@ -14,6 +14,18 @@ import numpy as np
 from ._common import RaggedArray, SplitData
 
 
+def tensorflow():
+    """The TensorFlow module for the input pipeline: the one place the zoo imports it for data.
+
+    Where TensorFlow only feeds another Keras backend (jax, torch), its GPUs are hidden so that tf.data
+    takes no GPU memory; with the tensorflow backend, GPU memory grows on demand
+    (`keras_ssm.devices.configure_tensorflow`). Call before any other TensorFlow use (tfds included).
+    """
+    from keras_ssm.devices import configure_tensorflow
+
+    return configure_tensorflow()
+
+
 @dataclass(frozen=True)
 class InputEncoding:
     """How stored values become model inputs.
@@ -36,7 +48,7 @@ class InputEncoding:
 
 
 def _to_tensor(x):
-    import tensorflow as tf
+    tf = tensorflow()
 
     if isinstance(x, RaggedArray):
         return tf.RaggedTensor.from_row_splits(
@@ -46,7 +58,7 @@ def _to_tensor(x):
 
 
 def _encode_batch(batch, encoding: InputEncoding, seq_len: int):
-    import tensorflow as tf
+    tf = tensorflow()
 
     if encoding.kind == "tokens":
         if isinstance(batch, tf.RaggedTensor):
@@ -76,7 +88,7 @@ def make_dataset(
     split has several inputs; y: int32 (batch,). With ``shuffle`` the order is a seeded permutation
     that changes every epoch (``reshuffle_each_iteration``), reproducible across runs for a given seed.
     """
-    import tensorflow as tf
+    tf = tensorflow()
 
     num_examples = len(split)
     inputs = tuple(_to_tensor(x) for x in split.inputs)
