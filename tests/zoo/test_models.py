@@ -65,6 +65,19 @@ def test_fixed_eigenvalues_are_counted_as_frozen():
     assert counts["frozen_fraction"] == pytest.approx(counts["frozen"] / (counts["frozen"] + counts["trainable"]))
 
 
+def test_partly_frozen_eigenvalues_are_counted_exactly():
+    config = tiny(frozen_modes=0.5)
+    learned = count_parameters(build_model(tiny(), nominal_input_spec("listops")))
+    model = build_model(config, nominal_input_spec("listops"))
+    counts = count_parameters(model)
+    H, N = config.d_model, config.d_state
+    frozen = config.num_layers * 2 * H * round(0.5 * (N // 2))  # Re a and Im a of the frozen modes
+    assert counts["frozen"] == frozen
+    assert counts["trainable"] == learned["trainable"] - frozen
+    # The frozen parts are eigenvalue variables too (they get the SSM learning rate when they train elsewhere).
+    assert all(len(layer.eigenvalue_variables) == 5 for layer in find_ssm_layers(model).values())
+
+
 def test_ssm_variable_paths_name_each_layers_ssm_variables():
     model = build_model(tiny(), nominal_input_spec("listops"))
     paths = ssm_variable_paths(model)
