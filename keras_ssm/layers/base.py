@@ -165,8 +165,16 @@ class BaseSSM(keras.layers.Layer):
 
     def _continuous_eigenvalues(self):
         """(Re a, Im a) as float32 tensors (H, N/2), with Re a <= -MIN_DECAY."""
-        a_real = ops.minimum(-ops.exp(ops.cast(self.log_a_real, "float32")), -MIN_DECAY)
-        return a_real, ops.cast(self.a_imag, "float32")
+        a_real = ops.minimum(-ops.exp(self._read(self.log_a_real)), -MIN_DECAY)
+        return a_real, self._read(self.a_imag)
+
+    @staticmethod
+    def _read(variable):
+        """A variable as a float32 tensor; a frozen (non-trainable) one behind `stop_gradient`, so every
+        backend treats what depends only on frozen variables (discrete eigenvalues, powers of dA) as
+        constants in the backward pass, whichever variables are frozen."""
+        value = ops.cast(variable, "float32")
+        return value if variable.trainable else ops.stop_gradient(value)
 
     def continuous_eigenvalues(self):
         """a = Re + i Im as used by the layer, complex128 numpy (H, N/2)."""

@@ -14,6 +14,7 @@ from keras_ssm.ops.dplr import (
     dplr_real_state_matrix_numpy,
     interleave_numpy,
     output_row,
+    power_kernel,
     truncated_output_row,
 )
 from keras_ssm.ops.init import initial_eigenvalues, nplr_legs
@@ -120,15 +121,19 @@ class S4(BaseSSM):
     def _dplr_tensors(self):
         """float32 (Lambda_re, Lambda_im, P_re, P_im, B_re, B_im, dt): (H, M) x2, (r, H, M) x2, (H, M) x2, (H,)."""
         lam_re, lam_im = self._continuous_eigenvalues()
-        P = ops.cast(self.P, "float32")
-        B = ops.cast(self.B, "float32")
-        dt = ops.exp(ops.cast(self.log_dt, "float32"))
+        P = self._read(self.P)
+        B = self._read(self.B)
+        dt = ops.exp(self._read(self.log_dt))
         return lam_re, lam_im, P[..., 0], P[..., 1], B[..., 0], B[..., 1], dt
 
     def convolution_kernel(self, length):
         lam_re, lam_im, p_re, p_im, b_re, b_im, dt = self._dplr_tensors()
-        one_minus_dA, _ = bilinear_dplr_dense(lam_re, lam_im, p_re, p_im, b_re, b_im, dt)
+        one_minus_dA, dB = bilinear_dplr_dense(lam_re, lam_im, p_re, p_im, b_re, b_im, dt)
         C = ops.cast(self.C, "float32")
+        if isinstance(length, (int, np.integer)):
+            return power_kernel(output_row(C[..., 0], C[..., 1]), one_minus_dA, dB, int(length))
+        # Length known only at run time (e.g. a tf.function with a None sequence length): the
+        # generating function, whose shapes do not depend on how the length splits into chunks.
         ct_re, ct_im = truncated_output_row(C[..., 0], C[..., 1], one_minus_dA, length)
         return dplr_kernel(ct_re, ct_im, lam_re, lam_im, p_re, p_im, b_re, b_im, dt, length)
 

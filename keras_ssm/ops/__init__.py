@@ -20,8 +20,10 @@ _EXPORTS = {
     "eigenvalue_powers": "diagonal",
     "fft_convolution": "diagonal",
     "fft_length": "diagonal",
+    "spectral_convolution": "diagonal",
     "vandermonde_kernel": "diagonal",
     "dplr_kernel": "dplr",
+    "power_kernel": "dplr",
     "conjugate_pair_cauchy": "dplr",
     "bilinear_dplr_dense": "dplr",
 }

@@ -361,6 +361,60 @@ def row_times_one_minus_power(row, one_minus_matrix, power):
     return result
 
 
+def power_kernel(row, one_minus_matrix, column, length):
+    """K[c, h, l] = row[c, h] A^l column[h] for l < L, by chunked powers of F = I - A (A = dA).
+
+    With l = s j + i (chunk s a power of two near sqrt(L), J = ceil(L / s) chunks):
+
+        K[c, h, s j + i] = (row A^(s j)) . (A^i column)    ->  a (J, N) @ (N, s) product per channel,
+
+    and both factors come from doubling: columns A^(i + 2^k) v = A^i v - F_(2^k) A^i v for k < log2 s,
+    rows r A^(s (j + 2^k)) = r A^(s j) - r A^(s j) F_(s 2^k), with F_(2m) = 2 F_m - F_m^2 (the powers
+    of A are carried as I - A^m, which keeps float32 relative precision when A is close to I).
+    Cost: about log2(L) batched N x N squarings plus O(H N L) for the products; no (H, N, L)
+    tensor, no FFT and no truncation factor (A^l itself is formed, so K is exact at every L).
+    The squarings are stable because the bilinear DPLR matrix is a contraction (||dA||_2 <= 1
+    whenever Re(Lambda) <= 0, as A_s + A_s^T = 2 Re(Lambda) - 4 p p^T is negative semidefinite).
+
+    Args:
+        row: (C, H, N) output rows (e.g. `output_row(C)`).
+        one_minus_matrix: (H, N, N) I - A.
+        column: (H, N) input column (e.g. dB).
+        length: L, a python int.
+
+    Returns:
+        (C, H, L) float32.
+    """
+    if not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"`length` must be a positive python integer, got {length!r}.")
+    length = int(length)
+    chunk = 1 << max(0, math.ceil(math.log2(math.sqrt(length))))
+    num_chunks = -(-length // chunk)
+
+    def square(F):
+        return 2.0 * F - ops.matmul(F, F)
+
+    F = one_minus_matrix
+    columns = column[..., None]  # (H, N, 1): A^0 column
+    size = 1
+    while size < chunk:  # F = I - A^size
+        columns = ops.concatenate([columns, columns - ops.matmul(F, columns)], axis=-1)
+        size *= 2
+        F = square(F)
+    # F = I - A^chunk
+    rows = row[:, :, None, :]  # (C, H, 1, N): row A^0
+    count = 1
+    while count < num_chunks:  # F = I - A^(chunk * count)
+        new = rows[:, :, : num_chunks - count]
+        rows = ops.concatenate([rows, new - ops.einsum("chjn,hnm->chjm", new, F)], axis=2)
+        count *= 2
+        if count < num_chunks:
+            F = square(F)
+    kernel = ops.einsum("chjn,hni->chji", rows, columns)  # (C, H, J, chunk)
+    shape = ops.shape(kernel)
+    return ops.reshape(kernel, (shape[0], shape[1], -1))[..., :length]
+
+
 def truncated_output_row(c_re, c_im, one_minus_dA, length):
     """C~ = C (I - dA^L) as complex halves, from the real output row c and I - dA.
 
