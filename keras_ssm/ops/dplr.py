@@ -401,18 +401,21 @@ def power_kernel(row, one_minus_matrix, column, length):
         columns = ops.concatenate([columns, columns - ops.matmul(F, columns)], axis=-1)
         size *= 2
         F = square(F)
-    # F = I - A^chunk
-    rows = row[:, :, None, :]  # (C, H, 1, N): row A^0
+    # F = I - A^chunk. Rows are kept feature-major, (H, C, J, N), so that every product is a
+    # plain batched matrix product over h.
+    channels, features, state = row.shape[0], row.shape[1], row.shape[2]
+    rows = ops.transpose(row, (1, 0, 2))[:, :, None, :]  # (H, C, 1, N): row A^0
     count = 1
     while count < num_chunks:  # F = I - A^(chunk * count)
         new = rows[:, :, : num_chunks - count]
-        rows = ops.concatenate([rows, new - ops.einsum("chjn,hnm->chjm", new, F)], axis=2)
+        step = ops.matmul(ops.reshape(new, (features, -1, state)), F)
+        rows = ops.concatenate([rows, new - ops.reshape(step, ops.shape(new))], axis=2)
         count *= 2
         if count < num_chunks:
             F = square(F)
-    kernel = ops.einsum("chjn,hni->chji", rows, columns)  # (C, H, J, chunk)
-    shape = ops.shape(kernel)
-    return ops.reshape(kernel, (shape[0], shape[1], -1))[..., :length]
+    kernel = ops.matmul(ops.reshape(rows, (features, -1, state)), columns)  # (H, C J, chunk)
+    kernel = ops.reshape(kernel, (features, channels, -1))[..., :length]
+    return ops.transpose(kernel, (1, 0, 2))
 
 
 def truncated_output_row(c_re, c_im, one_minus_dA, length):
