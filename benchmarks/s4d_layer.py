@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SIZES = [(16, 256, 64, 1024), (8, 128, 64, 4096), (2, 128, 64, 16384)]
 IMPLEMENTATIONS = ("jax", "tensorflow", "torch", "torch-reference")
 
@@ -74,8 +75,8 @@ def time_passes(step, warmup, repeats, sync):
     return times, sampler.peak - sampler.baseline
 
 
-def keras_step(layer_name, batch, H, n, L):
-    """A forward+backward closure for keras_ssm's layer on the active Keras backend."""
+def keras_step(layer_name, batch, H, n, L, **layer_kwargs):
+    """A forward+backward closure for keras_ssm's layer on the active Keras backend (layer_kwargs go to the layer)."""
     import keras
     import numpy as np
 
@@ -84,7 +85,7 @@ def keras_step(layer_name, batch, H, n, L):
     cls = {"s4d": keras_ssm.S4D, "s4": getattr(keras_ssm, "S4", None)}[layer_name]
     if cls is None:
         raise SystemExit("keras_ssm.S4 is not available")
-    layer = cls(n=n, seed=0)
+    layer = cls(n=n, seed=0, **layer_kwargs)
     x = np.random.default_rng(0).normal(size=(batch, L, H)).astype("float32")
     layer.build(x.shape)
     backend = keras.backend.backend()
@@ -240,6 +241,7 @@ def worker(args):
 
 def run_one(impl, layer, size, args):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])  # time this checkout
     if impl != "torch-reference":
         env["KERAS_BACKEND"] = impl
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--layer", layer,

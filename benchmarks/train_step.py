@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import sys
 
-from s4d_layer import gpu_peak_bytes, installed, time_passes
+from s4d_layer import REPO_ROOT, gpu_peak_bytes, installed, time_passes
 
 IMPLEMENTATIONS = ("jax", "tensorflow", "torch", "torch-reference")
 TASKS = ("listops", "image")
@@ -202,8 +202,7 @@ def worker(args):
 
 def run_one(impl, task, setting, args):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])  # time this checkout
     if impl != "torch-reference":
         env["KERAS_BACKEND"] = impl
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--impl", impl, "--task", task,
