@@ -27,7 +27,9 @@ Bilinear discretization with step dt:
 
 and E^{-1} follows from the Woodbury identity with an r x r inverse.
 
-Kernel by the truncated generating function (S4, Algorithm 1) at the roots w_k = exp(-2 pi i k / L):
+The layer's kernel for a python-int length is `power_kernel` (chunked powers of I - dA, see there).
+For a length known only at run time it is the truncated generating function (S4, Algorithm 1) at
+the roots w_k = exp(-2 pi i k / L):
 
     K^(w) = sum_{l<L} K_l w^l = C~ (I - w dA)^{-1} dB,      C~ = C (I - dA^L),
 
