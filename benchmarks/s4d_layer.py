@@ -26,7 +26,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # keras_ssm from this checkout
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)  # keras_ssm from this checkout
 from keras_ssm.devices import describe  # noqa: E402  (imports no backend)
 
 DEFAULT_SIZES = [(16, 256, 64, 1024), (8, 128, 64, 4096), (2, 128, 64, 16384)]
@@ -77,8 +78,8 @@ def time_passes(step, warmup, repeats, sync):
     return times, sampler.peak - sampler.baseline
 
 
-def keras_step(layer_name, batch, H, n, L):
-    """A forward+backward closure for keras_ssm's layer on the active Keras backend."""
+def keras_step(layer_name, batch, H, n, L, **layer_kwargs):
+    """A forward+backward closure for keras_ssm's layer on the active Keras backend (layer_kwargs go to the layer)."""
     import keras
     import numpy as np
 
@@ -87,7 +88,7 @@ def keras_step(layer_name, batch, H, n, L):
     cls = {"s4d": keras_ssm.S4D, "s4": getattr(keras_ssm, "S4", None)}[layer_name]
     if cls is None:
         raise SystemExit("keras_ssm.S4 is not available")
-    layer = cls(n=n, seed=0)
+    layer = cls(n=n, seed=0, **layer_kwargs)
     x = np.random.default_rng(0).normal(size=(batch, L, H)).astype("float32")
     layer.build(x.shape)
     backend = keras.backend.backend()
@@ -131,15 +132,17 @@ def keras_step(layer_name, batch, H, n, L):
     return step, lambda out: (torch.cuda.synchronize() if torch.cuda.is_available() else None)
 
 
-def torch_reference_step(batch, H, n, L):
-    """Plain PyTorch S4D (the reference module's math), on the GPU when there is one."""
+def reference_s4d(H, n, channels=1, dropout=0.0):
+    """The reference S4D module's math in plain PyTorch: (B, H, L) -> (B, H, L), an nn.Module.
+
+    Complex C of shape (channels, H, n/2), S4D-Inv eigenvalues, ZOH, the whole (H, n/2, L) Vandermonde
+    tensor, FFT convolution (channels=2: the second kernel anticausal on strictly future inputs, as in
+    the reference's bidirectional mode), D skip, GELU, channel dropout, 1x1 Conv1d(H, 2H) + GLU.
+    """
     import math
 
     import torch
     from torch import nn
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
 
     class ReferenceS4D(nn.Module):
         def __init__(self):
@@ -147,11 +150,12 @@ def torch_reference_step(batch, H, n, L):
             self.log_dt = nn.Parameter(
                 torch.rand(H) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)
             )
-            self.C = nn.Parameter(torch.view_as_real(torch.randn(H, n // 2, dtype=torch.cfloat)))
+            self.C = nn.Parameter(torch.view_as_real(torch.randn(channels, H, n // 2, dtype=torch.cfloat)))
             k = torch.arange(n // 2)
             self.log_A_real = nn.Parameter(torch.log(0.5 * torch.ones(H, n // 2)))
             self.A_imag = nn.Parameter((n / math.pi) * (n / (2 * k + 1) - 1) * torch.ones(H, 1))
             self.D = nn.Parameter(torch.randn(H))
+            self.dropout = nn.Dropout1d(dropout) if dropout > 0 else nn.Identity()
             self.output_linear = nn.Sequential(nn.Conv1d(H, 2 * H, kernel_size=1), nn.GLU(dim=-2))
 
         def kernel(self, length):
@@ -161,17 +165,31 @@ def torch_reference_step(batch, H, n, L):
             dtA = A * dt.unsqueeze(-1)
             powers = torch.exp(dtA.unsqueeze(-1) * torch.arange(length, device=A.device))
             C = C * (torch.exp(dtA) - 1.0) / A
-            return 2 * torch.einsum("hn,hnl->hl", C, powers).real
+            return 2 * torch.einsum("chn,hnl->chl", C, powers).real
 
         def forward(self, u):  # (B, H, L)
             length = u.size(-1)
-            k_f = torch.fft.rfft(self.kernel(length), n=2 * length)
+            k = self.kernel(length)
+            if channels == 2:
+                k = nn.functional.pad(k[0], (0, length)) + nn.functional.pad(k[1].flip(-1), (length, 0))
+            else:
+                k = k[0]
+            k_f = torch.fft.rfft(k, n=2 * length)
             u_f = torch.fft.rfft(u, n=2 * length)
             y = torch.fft.irfft(u_f * k_f, n=2 * length)[..., :length]
             y = y + u * self.D.unsqueeze(-1)
-            return self.output_linear(nn.functional.gelu(y))
+            return self.output_linear(self.dropout(nn.functional.gelu(y)))
 
-    module = ReferenceS4D().to(device)
+    return ReferenceS4D()
+
+
+def torch_reference_step(batch, H, n, L):
+    """Plain PyTorch S4D (the reference module's math), on the GPU when there is one."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    module = reference_s4d(H, n).to(device)
     x = torch.randn(batch, H, L, device=device, requires_grad=True)
 
     def step():
@@ -235,6 +253,7 @@ def worker(args):
 def run_one(impl, layer, size, args, timeout=None):
     """One (implementation, layer, size) in its own subprocess: its JSON row, or a row with "error"."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])  # time this checkout
     if impl != "torch-reference":
         env["KERAS_BACKEND"] = impl
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--layer", layer,

@@ -227,11 +227,11 @@ class BaseSSM(keras.layers.Layer):
     def _mode_tensors(self):
         """(log_a_real, a_imag) as float32 (H, N/2) tensors, reassembled when some modes are frozen."""
         if self.log_a_real_frozen is None:
-            return ops.cast(self.log_a_real, "float32"), ops.cast(self.a_imag, "float32")
+            return self._read(self.log_a_real), self._read(self.a_imag)
         shape = self.frozen_mask.shape
         out = []
         for frozen, trained in ((self.log_a_real_frozen, self.log_a_real), (self.a_imag_frozen, self.a_imag)):
-            flat = ops.concatenate([ops.cast(frozen, "float32"), ops.cast(trained, "float32")], axis=0)
+            flat = ops.concatenate([self._read(frozen), self._read(trained)], axis=0)
             out.append(ops.reshape(ops.take(flat, self._mode_order, axis=0), shape))
         return tuple(out)
 
@@ -250,6 +250,14 @@ class BaseSSM(keras.layers.Layer):
         log_a_real, a_imag = self._mode_tensors()
         a_real = ops.minimum(-ops.exp(log_a_real), -MIN_DECAY)
         return a_real, a_imag
+
+    @staticmethod
+    def _read(variable):
+        """A variable as a float32 tensor; a frozen (non-trainable) one behind `stop_gradient`, so every
+        backend treats what depends only on frozen variables (discrete eigenvalues, powers of dA) as
+        constants in the backward pass, whichever variables are frozen."""
+        value = ops.cast(variable, "float32")
+        return value if variable.trainable else ops.stop_gradient(value)
 
     def continuous_eigenvalues(self):
         """a = Re + i Im as used by the layer, complex128 numpy (H, N/2)."""

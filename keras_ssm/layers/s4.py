@@ -14,6 +14,7 @@ from keras_ssm.ops.dplr import (
     dplr_real_state_matrix_numpy,
     interleave_numpy,
     output_row,
+    power_kernel,
     truncated_output_row,
 )
 from keras_ssm.ops.init import DISCRETE_INITS, nplr_legs, resolve_eigenvalue_init
@@ -36,16 +37,17 @@ class S4(BaseSSM):
 
         K[h, l] = C dA^l dB,   l = 0..L-1
 
-    is computed from its generating function at the roots of unity (Cauchy sums over all N modes and
-    the Woodbury identity, see `keras_ssm.ops.dplr`), then applied by FFT convolution, plus the skip
-    D u and the same output path as `S4D` (activation, dropout, gated Dense(2H) + GLU).
-
-    The stored C is the true output matrix. The truncation factor C~ = C (I - dA^L) that the
-    generating function needs is computed at call time by repeated squaring of the dense real
-    I - dA (floor(log2 L) batched N x N products; working on I - dA^k avoids cancellation when
-    dA^L is close to I). So the kernel is exact at every length L, whatever length the layer saw
-    first, and the step mode and the analysis views use the same C. Cost per call: O(H N^3 log L)
-    for C~ plus O(H N L) for the Cauchy sums, versus O(H N L) with small constants for S4D.
+    is computed from the dense real discrete system by chunked powers (`keras_ssm.ops.dplr.power_kernel`:
+    l = s j + i with s ~ sqrt(L), K = (C dA^(s j)) . (dA^i dB), both factors by doubling with the powers
+    carried as I - dA^k, which keeps float32 relative precision when dA is close to I), then applied
+    by FFT convolution, plus the skip D u and the same output path as `S4D` (activation, dropout,
+    gated Dense(2H) + GLU). The stored C is the true output matrix and dA^l itself is formed, so the
+    kernel is exact at every length L (no truncation factor), and the step mode and the analysis
+    views use the same C. Cost per call: about log2(L) batched N x N squarings, O(H N^3 log L),
+    plus O(H N L) for the products. When the length is only known at run time (a traced None
+    length), the kernel is the generating function at the roots of unity instead (Cauchy sums and
+    the Woodbury identity, with the truncation factor C (I - dA^L) by repeated squaring; see
+    `keras_ssm.ops.dplr`); both paths agree to float32 round-off.
 
     Initialisations: "legs" (default) is HiPPO-LegS in its NPLR form: Lambda = eigenvalues of the
     normal part (real part -1/2), P = V^* sqrt(n + 1/2), B = V^* sqrt(2n + 1) (`nplr_legs`); the
@@ -122,15 +124,19 @@ class S4(BaseSSM):
     def _dplr_tensors(self):
         """float32 (Lambda_re, Lambda_im, P_re, P_im, B_re, B_im, dt): (H, M) x2, (r, H, M) x2, (H, M) x2, (H,)."""
         lam_re, lam_im = self._continuous_eigenvalues()
-        P = ops.cast(self.P, "float32")
-        B = ops.cast(self.B, "float32")
-        dt = ops.exp(ops.cast(self.log_dt, "float32"))
+        P = self._read(self.P)
+        B = self._read(self.B)
+        dt = ops.exp(self._read(self.log_dt))
         return lam_re, lam_im, P[..., 0], P[..., 1], B[..., 0], B[..., 1], dt
 
     def convolution_kernel(self, length):
         lam_re, lam_im, p_re, p_im, b_re, b_im, dt = self._dplr_tensors()
-        one_minus_dA, _ = bilinear_dplr_dense(lam_re, lam_im, p_re, p_im, b_re, b_im, dt)
+        one_minus_dA, dB = bilinear_dplr_dense(lam_re, lam_im, p_re, p_im, b_re, b_im, dt)
         C = ops.cast(self.C, "float32")
+        if isinstance(length, (int, np.integer)):
+            return power_kernel(output_row(C[..., 0], C[..., 1]), one_minus_dA, dB, int(length))
+        # Length known only at run time (e.g. a tf.function with a None sequence length): the
+        # generating function, whose shapes do not depend on how the length splits into chunks.
         ct_re, ct_im = truncated_output_row(C[..., 0], C[..., 1], one_minus_dA, length)
         return dplr_kernel(ct_re, ct_im, lam_re, lam_im, p_re, p_im, b_re, b_im, dt, length)
 

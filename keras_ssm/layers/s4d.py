@@ -68,7 +68,7 @@ class S4D(BaseSSM):
     def _discrete(self):
         """(log|lambda|, arg lambda, Re dB, Im dB), each (H, N/2) float32."""
         a_real, a_imag = self._continuous_eigenvalues()
-        dt = ops.exp(ops.cast(self.log_dt, "float32"))
+        dt = ops.exp(self._read(self.log_dt))
         return discretize_diagonal(dt, a_real, a_imag, self.discretization)
 
     def convolution_kernel(self, length):

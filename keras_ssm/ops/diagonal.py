@@ -141,7 +141,7 @@ def fft_convolution(u, causal_kernel, anticausal_kernel=None):
 
     The anticausal kernel K2 sees strictly future inputs (the present is covered by K[0] and the skip D).
     Both kernels go into one length-n kernel (K2 reversed at the end), so a bidirectional layer costs the
-    same FFTs as a causal one; n >= 2L avoids wrap-around.
+    same FFTs as a causal one; n >= 2L avoids wrap-around. The gradient is `spectral_convolution`'s.
 
     Args:
         u: (B, H, L) float32.
@@ -158,10 +158,50 @@ def fft_convolution(u, causal_kernel, anticausal_kernel=None):
         kernel = ops.concatenate([causal_kernel, gap, ops.flip(anticausal_kernel, axis=-1)], axis=-1)
     else:
         kernel = causal_kernel
-    k_re, k_im = ops.rfft(pad_last_axis(kernel, n), fft_length=n)
-    u_re, u_im = ops.rfft(pad_last_axis(u, n), fft_length=n)
-    y = ops.irfft(complex_multiply(u_re, u_im, k_re, k_im), fft_length=n)
-    return y[..., : ops.shape(u)[-1]]
+    return spectral_convolution(u, kernel, n)
+
+
+def spectral_convolution(u, kernel, n):
+    """y[b, h, t] = sum_j k[h, j] u[b, h, (t - j) mod n] for t < L: circular convolution of the
+    zero-padded inputs, y = irfft(rfft(u) rfft(k))[..., :L], with a hand-written gradient.
+
+    The adjoint of a convolution is a correlation, so with G = rfft(dy) (zero-padded to n)
+
+        du = irfft(G conj(rfft(k)))[..., :L],     dk = irfft(sum_b G conj(rfft(u)))[..., :len(k)],
+
+    which reuses the forward spectra: one rfft and two irffts (one of them per channel only) instead
+    of the transposes of rfft that automatic differentiation builds (a complex FFT of the full length
+    on some backends), and the same code on every backend.
+
+    Args:
+        u: (B, H, L) float32 with L <= n.
+        kernel: (H, L_k) float32 with L_k <= n (zero-padded to n).
+        n: FFT length (python int, or a scalar tensor when L is unknown at trace time).
+
+    Returns:
+        (B, H, L) float32.
+    """
+    length = ops.shape(u)[-1]
+    kernel_length = ops.shape(kernel)[-1]
+
+    @ops.custom_gradient
+    def convolve(u, kernel):
+        u_re, u_im = ops.rfft(pad_last_axis(u, n), fft_length=n)
+        k_re, k_im = ops.rfft(pad_last_axis(kernel, n), fft_length=n)
+        y = ops.irfft(complex_multiply(u_re, u_im, k_re, k_im), fft_length=n)[..., :length]
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            g_re, g_im = ops.rfft(pad_last_axis(upstream, n), fft_length=n)
+            du = ops.irfft(complex_multiply(g_re, g_im, k_re, -k_im), fft_length=n)[..., :length]
+            dk_re, dk_im = complex_multiply(g_re, g_im, u_re, -u_im)
+            dk = ops.irfft((ops.sum(dk_re, axis=0), ops.sum(dk_im, axis=0)), fft_length=n)
+            return du, dk[..., :kernel_length]
+
+        return y, grad
+
+    return convolve(u, kernel)
 
 
 def pad_last_axis(x, n):

@@ -27,7 +27,9 @@ Bilinear discretization with step dt:
 
 and E^{-1} follows from the Woodbury identity with an r x r inverse.
 
-Kernel by the truncated generating function (S4, Algorithm 1) at the roots w_k = exp(-2 pi i k / L):
+The layer's kernel for a python-int length is `power_kernel` (chunked powers of I - dA, see there).
+For a length known only at run time it is the truncated generating function (S4, Algorithm 1) at
+the roots w_k = exp(-2 pi i k / L):
 
     K^(w) = sum_{l<L} K_l w^l = C~ (I - w dA)^{-1} dB,      C~ = C (I - dA^L),
 
@@ -360,6 +362,63 @@ def row_times_one_minus_power(row, one_minus_matrix, power):
 
     _, result, _ = ops.while_loop(cond, body, (ops.cast(power, "int32"), result, F))
     return result
+
+
+def power_kernel(row, one_minus_matrix, column, length):
+    """K[c, h, l] = row[c, h] A^l column[h] for l < L, by chunked powers of F = I - A (A = dA).
+
+    With l = s j + i (chunk s a power of two near sqrt(L), J = ceil(L / s) chunks):
+
+        K[c, h, s j + i] = (row A^(s j)) . (A^i column)    ->  a (J, N) @ (N, s) product per channel,
+
+    and both factors come from doubling: columns A^(i + 2^k) v = A^i v - F_(2^k) A^i v for k < log2 s,
+    rows r A^(s (j + 2^k)) = r A^(s j) - r A^(s j) F_(s 2^k), with F_(2m) = 2 F_m - F_m^2 (the powers
+    of A are carried as I - A^m, which keeps float32 relative precision when A is close to I).
+    Cost: about log2(L) batched N x N squarings plus O(H N L) for the products; no (H, N, L)
+    tensor, no FFT and no truncation factor (A^l itself is formed, so K is exact at every L).
+    The squarings are stable because the bilinear DPLR matrix is a contraction (||dA||_2 <= 1
+    whenever Re(Lambda) <= 0, as A_s + A_s^T = 2 Re(Lambda) - 4 p p^T is negative semidefinite).
+
+    Args:
+        row: (C, H, N) output rows (e.g. `output_row(C)`).
+        one_minus_matrix: (H, N, N) I - A.
+        column: (H, N) input column (e.g. dB).
+        length: L, a python int.
+
+    Returns:
+        (C, H, L) float32.
+    """
+    if not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"`length` must be a positive python integer, got {length!r}.")
+    length = int(length)
+    chunk = 1 << max(0, math.ceil(math.log2(math.sqrt(length))))
+    num_chunks = -(-length // chunk)
+
+    def square(F):
+        return 2.0 * F - precise_matmul(F, F)
+
+    F = one_minus_matrix
+    columns = column[..., None]  # (H, N, 1): A^0 column
+    size = 1
+    while size < chunk:  # F = I - A^size
+        columns = ops.concatenate([columns, columns - precise_matmul(F, columns)], axis=-1)
+        size *= 2
+        F = square(F)
+    # F = I - A^chunk. Rows are kept feature-major, (H, C, J, N), so that every product is a
+    # plain batched matrix product over h.
+    channels, features, state = row.shape[0], row.shape[1], row.shape[2]
+    rows = ops.transpose(row, (1, 0, 2))[:, :, None, :]  # (H, C, 1, N): row A^0
+    count = 1
+    while count < num_chunks:  # F = I - A^(chunk * count)
+        new = rows[:, :, : num_chunks - count]
+        step = precise_matmul(ops.reshape(new, (features, -1, state)), F)
+        rows = ops.concatenate([rows, new - ops.reshape(step, ops.shape(new))], axis=2)
+        count *= 2
+        if count < num_chunks:
+            F = square(F)
+    kernel = precise_matmul(ops.reshape(rows, (features, -1, state)), columns)  # (H, C J, chunk)
+    kernel = ops.reshape(kernel, (features, channels, -1))[..., :length]
+    return ops.transpose(kernel, (1, 0, 2))
 
 
 def truncated_output_row(c_re, c_im, one_minus_dA, length):

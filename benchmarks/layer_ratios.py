@@ -1,0 +1,71 @@
+"""Time ratios measured side by side in one process: S4 / S4D and fixed / learned eigenvalues.
+
+    python benchmarks/layer_ratios.py                        # the active KERAS_BACKEND, the three layer sizes
+    KERAS_BACKEND=tensorflow python benchmarks/layer_ratios.py --sizes 16,256,64,1024 --repeats 7
+
+On a shared machine, separate runs see different loads; here the four variants (S4D and S4, each
+with learned and with frozen eigenvalues, `trainable_eigenvalues=False`) are compiled first and then
+timed in rounds, one forward+backward pass of each per round (`s4d_layer.keras_step`: loss = sum of
+outputs, gradients for every trainable variable and the input), so every variant sees the same load.
+Reported: the median over rounds of each time, and the medians of the per-round ratios.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+from s4d_layer import DEFAULT_SIZES, REPO_ROOT, keras_step, parse_size
+
+sys.path.insert(0, REPO_ROOT)  # time this checkout's keras_ssm
+
+VARIANTS = {
+    "s4d": ("s4d", {}),
+    "s4d-fixed": ("s4d", {"trainable_eigenvalues": False}),
+    "s4": ("s4", {}),
+    "s4-fixed": ("s4", {"trainable_eigenvalues": False}),
+}
+RATIOS = {"s4/s4d": ("s4", "s4d"), "s4d fixed/learned": ("s4d-fixed", "s4d"), "s4 fixed/learned": ("s4-fixed", "s4")}
+
+
+def main():
+    import keras
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=DEFAULT_SIZES, help="batch,H,n,L tuples")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes of each variant first")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    backend = keras.backend.backend()
+    rows = []
+    print(f"| backend | batch, H, n, L | {' | '.join(f'{k} (ms)' for k in VARIANTS)} | {' | '.join(RATIOS)} |")
+    print("|---" * (2 + len(VARIANTS) + len(RATIOS)) + "|")
+    for size in args.sizes:
+        steps = {name: keras_step(layer, *size, **kwargs) for name, (layer, kwargs) in VARIANTS.items()}
+        for step, sync in steps.values():
+            for _ in range(args.warmup):
+                sync(step())
+        times = {name: [] for name in steps}
+        for _ in range(args.repeats):
+            for name, (step, sync) in steps.items():
+                start = time.perf_counter()
+                sync(step())
+                times[name].append(time.perf_counter() - start)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        ratios = {label: statistics.median(a / b for a, b in zip(times[num], times[den]))
+                  for label, (num, den) in RATIOS.items()}
+        rows.append({"backend": backend, "size": size, "median_s": medians, "ratios": ratios, "times_s": times})
+        print(f"| {backend} | {', '.join(map(str, size))} | "
+              + " | ".join(f"{1e3 * medians[k]:.0f}" for k in VARIANTS) + " | "
+              + " | ".join(f"{ratios[k]:.2f}" for k in RATIOS) + " |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
