@@ -128,10 +128,9 @@ def test_cli_rejects_invalid_bounds_before_any_trial(tmp_path, capsys):
 
     for argv in (["--fix", "dt_min=0.1", "--fix", "dt_max=0.01"], ["--fix", "init=unknown"],
                  ["--range", "dt_min=1e-2,1e-3"], ["--set", "dt_min=0.01"]):
-        with pytest.raises(SystemExit) as exit_info:
-            main(["digits", "--max-trials", "2", "--directory", str(tmp_path / "sweeps"), *argv])
-        assert exit_info.value.code == 2
-        assert "error:" in capsys.readouterr().err
+        assert main(["digits", "--max-trials", "2", "--directory", str(tmp_path / "sweeps"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "sweeps").exists()
 
 

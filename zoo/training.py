@@ -101,8 +101,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume_diverged: bool
             and model build succeed; nothing is deleted when they fail).
         resume_diverged: continue a run that stopped on divergence from its last completed epoch;
             ``lr``, ``ssm_lr`` and ``divergence_factor`` may then differ from the stored config.
-        callbacks: extra Keras callbacks; they run after the history row of an epoch is written and
-            before that epoch's backup.
+        callbacks: extra Keras callbacks; they run after the backup (so they see the restored state
+            in ``on_train_begin`` and the saved backup at each epoch end).
 
     Returns:
         The results dict written to ``results.json``. If the output directory already holds a
@@ -205,8 +205,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         history,
         best_callback,
         *_tensorboard(out),
+        RunBackup(checkpoint_dir, run_state=state),  # after the above: the backup records their state
         *extra_callbacks,
-        RunBackup(checkpoint_dir, run_state=state),  # last: the backup records everything above
     ]
     if initial_epoch < config.epochs:
         try:
