@@ -215,7 +215,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
                           steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
                           shuffle=False)
         except TrainingDivergedError as err:
-            raise TrainingDivergedError(_divergence_stop(config, out, guard, history.rows, str(err))) from None
+            raise TrainingDivergedError(_divergence_stop(config, out, guard, str(err))) from None
     (out / DIVERGED_FILE).unlink(missing_ok=True)
 
     rows = history.rows
@@ -267,7 +267,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     }
     write_json_atomic(out / RESULTS_FILE, results)
     _say(config, f"test accuracy {results['test_accuracy']:.4f} (majority-class rate {majority_rate:.4f}), "
-                 f"best val accuracy {best_value:.4f} at epoch {best_epoch}, "
+                 f"best val accuracy {'n/a' if best_value is None else f'{best_value:.4f}'} at epoch {best_epoch}, "
                  f"wall time {results['wall_time_s']:.0f} s; results in {out / RESULTS_FILE}")
     return results
 
@@ -282,7 +282,7 @@ def _best_row(rows, key):
     return best
 
 
-def _divergence_stop(config, out, guard, rows, description) -> str:
+def _divergence_stop(config, out, guard, description) -> str:
     """Record the divergence in diverged.json and return the full message: what is kept, what continues."""
     backup = read_backup(out / CHECKPOINT_DIR)
     kept = int(backup["epoch"]) if backup else 0

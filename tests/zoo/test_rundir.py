@@ -333,30 +333,31 @@ def test_atomic_writes_leave_the_old_file_when_the_writer_fails(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Command-line errors: one line, exit code 2, no traceback (unless KERAS_SSM_TRACEBACK=1); Ctrl-C: 130.
 
-def _cli(args, env, timeout=300):
-    return subprocess.run([sys.executable, "zoo/train.py", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch):
+    from zoo.train import main
 
+    def error_line():
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+        return lines[0]
 
-def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, compile_cache):
-    env = _env(compile_cache)
     bad_data = ["delayed_recall_short", "--output-dir", str(tmp_path / "a"), "--set", "data_options.num_train=0"]
-    result = _cli(bad_data, env)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "num_train" in lines[0] and "Traceback" not in result.stderr
+    assert main(bad_data) == 2 and "num_train" in error_line()
     assert not (tmp_path / "a").exists()
-    traced = _cli(bad_data, {**env, "KERAS_SSM_TRACEBACK": "1"})
-    assert traced.returncode != 0 and "Traceback" in traced.stderr
+    monkeypatch.setenv("KERAS_SSM_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="num_train"):
+        main(bad_data)
+    monkeypatch.delenv("KERAS_SSM_TRACEBACK")
 
-    missing = _cli(["listops", "--output-dir", str(tmp_path / "b"), "--data-dir", str(tmp_path / "nowhere")], env)
-    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "error:" in missing.stderr
-
+    assert main(["listops", "--output-dir", str(tmp_path / "b"), "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert str(tmp_path / "nowhere") in error_line()
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "notes.txt").write_text("mine")
-    not_a_run = _cli(["digits", "--output-dir", str(tmp_path / "c")], env)
-    assert not_a_run.returncode == 2 and "holds no config.json" in not_a_run.stderr
+    assert main(["digits", "--output-dir", str(tmp_path / "c")]) == 2
+    assert "holds no config.json" in error_line()
     assert (tmp_path / "c" / "notes.txt").read_text() == "mine"
+    assert main(["digits", "--set", "lr=-1"]) == 2 and "lr" in error_line()
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, compile_cache):
