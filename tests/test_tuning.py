@@ -139,10 +139,9 @@ def test_cli_rejects_invalid_bounds_before_any_trial(tmp_path, capsys):
 
     for argv in (["--fix", "dt_min=0.1", "--fix", "dt_max=0.01"], ["--fix", "init=unknown"],
                  ["--range", "dt_min=1e-2,1e-3"], ["--set", "dt_min=0.01"]):
-        with pytest.raises(SystemExit) as exit_info:
-            main(["digits", "--max-trials", "2", "--directory", str(tmp_path / "sweeps"), *argv])
-        assert exit_info.value.code == 2
-        assert "error:" in capsys.readouterr().err
+        assert main(["digits", "--max-trials", "2", "--directory", str(tmp_path / "sweeps"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "sweeps").exists()
 
 
@@ -322,7 +321,7 @@ def test_diverging_trials_fail_cleanly_and_stop_the_sweep(tmp_path, digits_data)
 @pytest.mark.slow
 def test_sweep_killed_during_the_second_trial_resumes_it(tmp_path):
     """A real kill: the CLI in a subprocess is killed once trial 0 is saved; the same command then
-    finishes trial 1 and keeps trial 0."""
+    finishes trial 1 and keeps trial 0, and trial 1's result equals that of an uninterrupted sweep."""
     command = [sys.executable, "tuning/sweep.py", "digits", "--max-trials", "2", "--epochs", "2",
                "--directory", str(tmp_path), "--project-name", "killed", "--verbose", "0",
                "--set", "num_layers=1", "--set", "d_model=16", "--set", "d_state=8",
@@ -358,3 +357,15 @@ def test_sweep_killed_during_the_second_trial_resumes_it(tmp_path):
     assert sorted(p.name for p in project.glob("trial_*")) == ["trial_0", "trial_1"]
     assert "[trial 0]" not in result.stdout and "[trial 1]" in result.stdout
     assert json.loads((project / "best.json").read_text())["init"] == "inv"
+
+    # The rerun trial computed exactly what it computes in a sweep that was never killed.
+    from tuning.sweep import main
+
+    assert main([arg if arg != "killed" else "uninterrupted" for arg in command[2:]]) == 0
+    for trial_id in ("0", "1"):
+        killed, uninterrupted = read_trial(project, trial_id), read_trial(tmp_path / "uninterrupted", trial_id)
+        assert killed["hyperparameters"]["values"] == uninterrupted["hyperparameters"]["values"]
+        assert killed["score"] == uninterrupted["score"]
+        for name, record in uninterrupted["metrics"]["metrics"].items():
+            if name != "train_time_s":
+                assert killed["metrics"]["metrics"][name] == record, (trial_id, name)

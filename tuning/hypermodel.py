@@ -4,8 +4,10 @@ For a trial with values v = {dt_min, dt_max, init, trainable_eigenvalues, lr} (s
 :mod:`tuning.space`), the model is ``zoo.models.build_model(base_config.replace(**v), info)`` compiled
 with ``zoo.training.compile_model`` (SSMAdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
 SSM variables on ``ssm_lr`` without weight decay) and sparse categorical cross-entropy on logits;
-the data are ``zoo.data.load_task`` of the base config (train with full batches, val). The objective
-is ``val_accuracy``, best over the trial's epochs.
+the data are those of ``zoo.data.load_task`` for the base config (train with full batches, val). Epoch
+e of every trial sees the training data in the order given by (seed, e) alone, so a trial rerun after
+a kill (KerasTuner retries an interrupted trial from its start) computes exactly what the uninterrupted
+trial would have. The objective is ``val_accuracy``, best over the trial's epochs.
 
 Before training, :meth:`SSMHyperModel.build` records the memory functions of the freshly initialised
 SSM layers (``keras_ssm.memory.model_memory_functions`` with horizon ``min(seq_len,
@@ -15,9 +17,7 @@ memory_horizon)``) and their summaries (:func:`initial_memory_summary`) in the t
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +28,10 @@ import numpy as np
 
 from keras_ssm.devices import device_info
 from tuning.space import SearchSpace
-from zoo.callbacks import DivergenceGuard, TrainingDivergedError
+from zoo.callbacks import TrainingDivergedError, divergence_callbacks, divergence_errors
 from zoo.configs import TrainConfig
 from zoo.models import build_model, input_spec_from_info
+from zoo.rundir import write_json_atomic
 from zoo.training import compile_model
 
 OBJECTIVE = "val_accuracy"
@@ -64,13 +65,24 @@ def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_FRACTIO
 
 @dataclass(frozen=True)
 class TaskData:
-    """The datasets a sweep trains and validates on (loaded once per sweep)."""
+    """The data a sweep trains and validates on (loaded once per sweep)."""
 
-    train: object
-    val: object
+    train_split: object  # zoo.data.SplitData of the train split
+    encoding: object  # its zoo.data.pipeline.InputEncoding
+    val: object  # tf.data val batches
     info: object  # zoo.data.TaskInfo of the train split
     val_info: object
     steps_per_epoch: int
+    batch_size: int
+    seed: int
+
+    def train_epochs(self, first: int, stop: int):
+        """Full training batches of epochs first..stop-1 in one dataset; epoch e shuffled by (seed, e)."""
+        from zoo.data.pipeline import make_dataset
+
+        return make_dataset(self.train_split, seq_len=self.info.seq_len, encoding=self.encoding,
+                            batch_size=self.batch_size, shuffle=True, seed=self.seed, drop_remainder=True,
+                            epochs=(first, stop))
 
     @property
     def val_majority_rate(self) -> float:
@@ -79,18 +91,18 @@ class TaskData:
 
 
 def load_task_data(config: TrainConfig) -> TaskData:
-    """Train (full batches only, shuffled with ``config.seed``) and val datasets of ``config``'s task."""
-    from zoo.data import load_task
+    """The train split (batched per trial, shuffled by (``config.seed``, epoch)) and val dataset of
+    ``config``'s task."""
+    from zoo.data import load_task, load_task_arrays
 
-    common = dict(data_dir=config.data_dir, cache_dir=config.cache_dir, batch_size=config.batch_size,
-                  seed=config.seed, **config.data_options)
-    train, info = load_task(config.task, "train", drop_remainder=True, **common)
-    val, val_info = load_task(config.task, "val", **common)
+    common = dict(data_dir=config.data_dir, cache_dir=config.cache_dir, **config.data_options)
+    train_split, info, encoding = load_task_arrays(config.task, "train", **common)
+    val, val_info = load_task(config.task, "val", batch_size=config.batch_size, **common)
     steps = info.num_examples // config.batch_size
     if steps < 1:
         raise ValueError(f"The {config.task} train split has {info.num_examples} examples, fewer than one "
                          f"batch of {config.batch_size}.")
-    return TaskData(train, val, info, val_info, steps)
+    return TaskData(train_split, encoding, val, info, val_info, steps, config.batch_size, config.seed)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -171,7 +183,7 @@ class SSMHyperModel(kt.HyperModel):
         if self._trial_dir is not None:
             self._initial_memory = initial_memory_summary(model, self.memory_horizon())
             record = {"values": self.space.values_for(hp.values), "device": device_info(), **self._initial_memory}
-            _write_json_atomic(self._trial_dir / INITIAL_MEMORY_FILE, record)
+            write_json_atomic(self._trial_dir / INITIAL_MEMORY_FILE, record)
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, **kwargs):
@@ -199,10 +211,13 @@ class SSMHyperModel(kt.HyperModel):
         log = EpochLog()
         start = time.perf_counter()
         diverged = False
+        guard, stop_on_divergence = divergence_callbacks(config.divergence_factor)
         try:
-            model.fit(data.train, validation_data=data.val, epochs=epochs, initial_epoch=initial_epoch,
-                      callbacks=[DivergenceGuard(config.divergence_factor), log, *(callbacks or [])],
-                      verbose=config.verbose, shuffle=False)
+            with divergence_errors(guard):
+                model.fit(data.train_epochs(initial_epoch, epochs), steps_per_epoch=data.steps_per_epoch,
+                          validation_data=data.val, epochs=epochs, initial_epoch=initial_epoch,
+                          callbacks=[*stop_on_divergence, log, *(callbacks or [])], verbose=config.verbose,
+                          shuffle=False)
         except TrainingDivergedError as err:
             diverged = True
             if not log.epochs:
@@ -216,10 +231,3 @@ class SSMHyperModel(kt.HyperModel):
             for key in ("memory_capacity", "memory_length", "memory_accuracy"):
                 metrics[f"initial_{key}"] = self._initial_memory[key]
         return metrics
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

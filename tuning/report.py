@@ -14,8 +14,6 @@ re-reported with ``python -m tuning.report PROJECT_DIR``):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 
 from tuning.hypermodel import INITIAL_MEMORY_FILE, OBJECTIVE
 from tuning.space import DIMENSIONS, INIT_CHOICES, SearchSpace
+from zoo.rundir import read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 
 CSV_FILE, MARKDOWN_FILE, PLOT_FILE, BEST_FILE = "results.csv", "results.md", "results.png", "best.json"
 COMPLETED = "COMPLETED"
@@ -86,7 +85,8 @@ def trial_row(trial, space: SearchSpace, default_epochs: int | None = None, tria
     values = space.values_for(hp_values)
     memory = None
     if trial_dir is not None and (Path(trial_dir) / INITIAL_MEMORY_FILE).exists():
-        memory = json.loads((Path(trial_dir) / INITIAL_MEMORY_FILE).read_text())
+        memory = read_json(Path(trial_dir) / INITIAL_MEMORY_FILE,
+                           "Delete it (the report then leaves that trial's memory columns empty).")
     epochs = hp_values.get("tuner/epochs", default_epochs)
     message = _last_line(trial.message) if trial.status != COMPLETED else None
     parent = hp_values.get("tuner/trial_id")
@@ -106,7 +106,8 @@ def collect_trials(project_dir) -> tuple[dict, list[TrialRow]]:
     epochs = description["base_config"].get("epochs")
     rows = []
     for path in sorted(project_dir.glob("trial_*/trial.json")):
-        trial = Trial.load(str(path))
+        trial = Trial.from_state(read_json(path, "Restore it, or delete its trial directory and rerun the "
+                                                 "sweep to run that trial again."))
         rows.append(trial_row(trial, space, epochs, path.parent))
     return description, sorted(rows, key=_trial_order)
 
@@ -157,11 +158,8 @@ def _int_or_none(value):
 
 
 def write_csv(records: list[dict], path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["trial"])
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
+    """The records as CSV, written atomically (zoo.rundir)."""
+    write_csv_atomic(path, records, list(records[0]) if records else ["trial"])
 
 
 def _format(key: str, value) -> str:
@@ -330,11 +328,11 @@ def write_report(project_dir) -> dict:
     best_path = None
     if best is not None:
         best_path = project_dir / BEST_FILE
-        best_path.write_text(json.dumps(best_config_overrides(description, best), indent=2) + "\n")
+        write_json_atomic(best_path, best_config_overrides(description, best))
         lines += ["", f"Best: trial {best.trial_id}, {OBJECTIVE} {best.objective:.4f} (ties go to the earlier "
                       f"trial); its settings are in `{BEST_FILE}` next to this file: "
                       f"`python zoo/train.py {description['task']} --config {BEST_FILE}`."]
-    (project_dir / MARKDOWN_FILE).write_text("\n".join(lines) + "\n")
+    write_text_atomic(project_dir / MARKDOWN_FILE, "\n".join(lines) + "\n")
     plotted = plot_sweep(rows, project_dir / PLOT_FILE, title=title, majority_rate=majority)
     summary = {
         "csv": project_dir / CSV_FILE,

@@ -8,11 +8,17 @@ A sweep lives in ``<directory>/<project_name>/``:
     trial_<id>/initial_memory.json   the trial's config values, device and initial memory summaries
     trial_<id>/checkpoint.weights.h5 weights at the trial's best epoch
     results.csv, results.md, results.png, best.json   the report (tuning.report)
+    .lock                       while a sweep runs here: its pid and host (one sweep per project)
 
 Rerunning the same sweep resumes it: KerasTuner reloads the project (``overwrite=False``), keeps every
-finished trial, reruns a trial that was interrupted, and runs the remaining ones up to ``max_trials``
-(which may be raised on a rerun). A sweep with a different task, base config, search space or tuner
-in the same project is refused; ``overwrite=True`` deletes the project and starts over.
+finished trial, reruns a trial that was interrupted from its start (which gives exactly the
+uninterrupted trial's result: same initial weights, and epoch e's data order depends on (seed, e)
+alone), and runs the remaining ones up to ``max_trials`` (which may be raised on a rerun). A sweep with
+a different task, base config, search space or tuner in the same project is refused;
+``overwrite=True`` loads the data first and only then deletes the project and starts over. A second
+process on the same project is refused (``zoo.rundir.DirectoryLock``). Every JSON file of the project,
+KerasTuner's oracle.json, tuner0.json and trial.json included, is written atomically, and a damaged
+one is named in a :class:`SweepProjectError` before any trial runs.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from keras_ssm.devices import report_devices
 from tuning.hypermodel import OBJECTIVE, SSMHyperModel, TaskData
 from tuning.space import SearchSpace
 from zoo.configs import TrainConfig
+from zoo.rundir import DamagedFileError, DirectoryLock, RunDirectoryError, directory_entries, read_json, \
+    write_json_atomic
 
 TUNERS = ("random", "bayesian", "hyperband")
 SWEEP_FILE = "sweep.json"
@@ -35,12 +43,42 @@ SWEEP_FILE = "sweep.json"
 _RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir")
 
 
-class SweepProjectError(ValueError):
-    """The project directory holds another sweep (or is not a sweep) and cannot be resumed."""
+class SweepProjectError(RunDirectoryError):
+    """The project directory holds another sweep (or is not a sweep, or a damaged file) and cannot be resumed."""
+
+
+class _AtomicOracleMixin:
+    """A KerasTuner oracle whose oracle.json and trial.json files are written atomically (zoo.rundir)."""
+
+    def save(self):
+        write_json_atomic(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        write_json_atomic(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+
+
+class AtomicRandomSearchOracle(_AtomicOracleMixin, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class AtomicBayesianOptimizationOracle(_AtomicOracleMixin, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class AtomicHyperbandOracle(_AtomicOracleMixin, kt.oracles.HyperbandOracle):
+    pass
 
 
 class _SweepTunerMixin:
-    """Tells the hypermodel which trial runs (for the initial memory file) and prints one line per trial."""
+    """Tells the hypermodel which trial runs (for the initial memory file), prints one line per trial,
+    and writes tuner0.json atomically. The tuners take their (atomic) oracle as an argument."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+    def save(self):
+        self.oracle.save()
+        write_json_atomic(self._get_tuner_fname(), self.get_state())
 
     def run_trial(self, trial, *args, **kwargs):
         self.hypermodel.begin_trial(self.get_trial_dir(trial.trial_id))
@@ -86,22 +124,16 @@ def make_tuner(kind: str, hypermodel: SSMHyperModel, *, max_trials: int, directo
         raise ValueError(f"`tuner` must be one of {TUNERS}, got {kind!r}.")
     if not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"`max_trials` must be an integer >= 1, got {max_trials!r}.")
-    common = dict(
-        hypermodel=hypermodel,
-        objective=kt.Objective(OBJECTIVE, direction="max"),
-        directory=str(directory),
-        project_name=project_name,
-        seed=seed + 1,
-        max_consecutive_failed_trials=max_consecutive_failures,
-        overwrite=False,
-    )
+    oracle_args = dict(objective=kt.Objective(OBJECTIVE, direction="max"), seed=seed + 1,
+                       max_consecutive_failed_trials=max_consecutive_failures)
+    common = dict(hypermodel=hypermodel, directory=str(directory), project_name=project_name, overwrite=False)
     if kind == "random":
-        return RandomSweepTuner(max_trials=max_trials, **common)
+        return RandomSweepTuner(AtomicRandomSearchOracle(max_trials=max_trials, **oracle_args), **common)
     if kind == "bayesian":
-        return BayesianSweepTuner(max_trials=max_trials, **common)
-    tuner = HyperbandSweepTuner(max_epochs=hypermodel.base_config.epochs, factor=hyperband_factor, **common)
-    tuner.oracle.max_trials = max_trials  # Hyperband has no max_trials argument; the base Oracle honours it.
-    return tuner
+        return BayesianSweepTuner(AtomicBayesianOptimizationOracle(max_trials=max_trials, **oracle_args), **common)
+    oracle = AtomicHyperbandOracle(max_epochs=hypermodel.base_config.epochs, factor=hyperband_factor, **oracle_args)
+    oracle.max_trials = max_trials  # Hyperband has no max_trials argument; the base Oracle honours it.
+    return HyperbandSweepTuner(oracle, **common)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,30 +148,47 @@ def _comparable(description: dict) -> dict:
     return {**{k: description[k] for k in ("task", "preset", "tuner", "space")}, "base_config": base}
 
 
+_DAMAGED_FIX = "The sweep cannot resume from it: restore the file, or rerun with --overwrite to start over."
+
+
 def read_sweep_file(project_dir) -> dict:
     path = Path(project_dir) / SWEEP_FILE
     if not path.exists():
         raise SweepProjectError(f"{project_dir} holds no {SWEEP_FILE}: not a tuning/sweep.py project.")
-    return json.loads(path.read_text())
+    try:
+        return read_json(path, _DAMAGED_FIX)
+    except DamagedFileError as err:
+        raise SweepProjectError(str(err)) from None
+
+
+def check_project_files(project_dir: Path) -> None:
+    """Raise SweepProjectError naming the first unreadable JSON file of the project (KerasTuner's too)."""
+    for path in sorted(project_dir.glob("*.json")) + sorted(project_dir.glob("trial_*/*.json")):
+        try:
+            read_json(path, _DAMAGED_FIX)
+        except DamagedFileError as err:
+            raise SweepProjectError(str(err)) from None
 
 
 def prepare_project(project_dir: Path, description: dict, overwrite: bool) -> bool:
-    """Delete (``overwrite``), validate (resume) or create the project directory.
+    """Validate (resume) or mark for replacement (``overwrite``) the project directory; nothing is deleted here.
 
     Returns:
         True when an existing sweep is resumed.
 
     Raises:
-        SweepProjectError: the directory holds a different sweep or something that is not a sweep.
+        SweepProjectError: the directory holds a different sweep, something that is not a sweep, or a
+            damaged file.
     """
-    if overwrite and project_dir.exists():
-        shutil.rmtree(project_dir)
-    if project_dir.exists() and any(project_dir.iterdir()):
+    if overwrite:
+        return False
+    if directory_entries(project_dir):
         if not (project_dir / SWEEP_FILE).exists():
             raise SweepProjectError(
                 f"{project_dir} is not empty and holds no {SWEEP_FILE}: choose another --project-name or "
                 f"pass --overwrite to delete it."
             )
+        check_project_files(project_dir)
         stored = _comparable(read_sweep_file(project_dir))
         current = _comparable(json.loads(json.dumps(description)))
         if stored != current:
@@ -190,34 +239,46 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         max_trials: total trials of the sweep, finished ones included.
         directory, project_name: where the sweep lives (default project name
             ``<task>-<preset>-<model>-<tuner>``).
-        overwrite: delete an existing project first.
+        overwrite: replace an existing project (after the data loaded; nothing is deleted if it fails).
         max_consecutive_failures: stop after this many failed trials in a row (``stopped_early`` in the
             result says so; the report covers the trials run).
         hyperband_factor: Hyperband's reduction factor.
         data: preloaded task data (default: loaded from ``base_config``).
 
     Raises:
-        ValueError / SweepProjectError: invalid arguments or a project holding another sweep, before
-            any trial runs.
+        ValueError / SweepProjectError: invalid arguments, a project holding another sweep or a damaged
+            file, or another process using the project, before any trial runs.
     """
-    from tuning.report import write_report
-
     if tuner not in TUNERS:
         raise ValueError(f"`tuner` must be one of {TUNERS}, got {tuner!r}.")
     if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
         raise ValueError(f"`max_trials` must be an integer >= 1, got {max_trials!r}.")
     project_name = project_name or default_project_name(base_config, tuner)
     project_dir = Path(directory) / project_name
+    with DirectoryLock(project_dir, "sweep project"):
+        return _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
+                          max_consecutive_failures, hyperband_factor, data)
+
+
+def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
+               max_consecutive_failures, hyperband_factor, data):
+    from tuning.report import write_report
+
     description = sweep_description(tuner, base_config, space)
     resumed = prepare_project(project_dir, description, overwrite)
 
     description["device"] = report_devices()  # printed, and recorded in sweep.json
     hypermodel = SSMHyperModel(base_config, space, data=data)
-    task_data = hypermodel.data()
+    task_data = hypermodel.data()  # bad data options or missing data fail here, before anything is deleted
     description["val_majority_rate"] = task_data.val_majority_rate
     description["memory_horizon"] = hypermodel.memory_horizon()
-    project_dir.mkdir(parents=True, exist_ok=True)
-    (project_dir / SWEEP_FILE).write_text(json.dumps(description, indent=2))
+    if overwrite:
+        for entry in directory_entries(project_dir):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    write_json_atomic(project_dir / SWEEP_FILE, description)
 
     print(f"{'Resuming' if resumed else 'Starting'} {tuner} sweep of {base_config.task} "
           f"(preset {base_config.preset}, {base_config.model}) in {project_dir}: {max_trials} trials of "
@@ -235,6 +296,6 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         # KerasTuner raises before writing the last failed trial's record: write it (status FAILED).
         for trial in keras_tuner.oracle.trials.values():
             if trial.status == kt.engine.trial.TrialStatus.FAILED:
-                trial.save(str(Path(keras_tuner.get_trial_dir(trial.trial_id)) / "trial.json"))
+                write_json_atomic(Path(keras_tuner.get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
     report = write_report(project_dir)
     return SweepResult(project_dir=project_dir, resumed=resumed, report=report, stopped_early=stopped_early)

@@ -107,8 +107,26 @@ def resolve_base_config(args):
 
 
 def main(argv=None) -> int:
+    """The sweep CLI. Exit codes: 0 done; 1 stopped early (consecutive failed trials); 2 a config, data
+    or project problem (one line on stderr; KERAS_SSM_TRACEBACK=1 shows the traceback); 130 interrupted
+    (Ctrl-C; rerunning the same command resumes)."""
+    from zoo.train import want_traceback
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        if want_traceback():
+            raise
+        print("\nInterrupted. Rerunning the same command resumes the sweep (an unfinished trial runs again).",
+              file=sys.stderr, flush=True)
+        return 130
+
+
+def _main(args) -> int:
+    from zoo.train import fail, want_traceback
+
     try:
         if args.max_trials < 1:
             raise ValueError(f"--max-trials must be >= 1, got {args.max_trials}.")
@@ -117,21 +135,25 @@ def main(argv=None) -> int:
         space = build_search_space(args.space, fix=args.fix, ranges=args.range)
         base_config = resolve_base_config(args)
     except ValueError as err:
-        parser.error(str(err))
+        if want_traceback():
+            raise
+        return fail(err)
     if args.print_space:
         print(f"Search space:\n{space.describe()}\n\nBase config:\n{base_config}")
         return 0
 
-    from tuning.search import SweepProjectError, run_sweep
+    from tuning.search import run_sweep
 
     try:
         result = run_sweep(base_config, space, tuner=args.tuner, max_trials=args.max_trials,
                            directory=args.directory, project_name=args.project_name, overwrite=args.overwrite,
                            max_consecutive_failures=args.max_consecutive_failures,
                            hyperband_factor=args.hyperband_factor)
-    except SweepProjectError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        # Config, data and project problems (SweepProjectError and LockedError are ValueErrors).
+        if want_traceback():
+            raise
+        return fail(err)
     report = result.report
     if result.stopped_early:
         print(f"\nThe search stopped early: {result.stopped_early} (see --max-consecutive-failures).", file=sys.stderr)

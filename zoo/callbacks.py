@@ -1,19 +1,40 @@
-"""Callbacks of the zoo runs: divergence guard, epoch timing, resumable checkpoint + best model."""
+"""Callbacks of the zoo runs, on Keras' own: exact resume, best model, divergence, history, timing.
+
+- :class:`RunBackup`: ``keras.callbacks.BackupAndRestore`` (Keras restores the epoch counter and the
+  weights at the start of ``fit``) that also keeps what a bit-exact resume needs and writes it so a
+  kill at any moment leaves a consistent backup: the weights and optimizer state go to a new
+  ``epoch-<k>.weights.h5``, then ``training_metadata.json`` (epoch, that file's name, the state of every
+  dropout seed generator, and the run's own state: history rows, divergence reference, wall time) is
+  replaced atomically, then the previous weights file is deleted.
+- :class:`BestModelCheckpoint`: ``keras.callbacks.ModelCheckpoint(save_best_only=True)`` writing to a
+  temporary ``.keras`` file renamed over ``best.keras``; on resume its threshold is the best value of
+  the restored history.
+- :class:`DivergenceGuard` next to ``keras.callbacks.TerminateOnNaN(raise_error=True)``: the guard
+  stops a loss that exceeds ``factor`` x the run's first loss (the reference is restored on resume) and
+  records where a NaN/inf appeared; TerminateOnNaN stops on it, and :func:`divergence_errors` turns its
+  RuntimeError into :class:`TrainingDivergedError` with the guard's description.
+- :class:`HistoryLog`: history.csv rewritten atomically at every epoch end from the rows kept in the
+  backup, so an epoch retrained after a kill appears once.
+- :class:`EpochTimer`: training time, steps and learning rate in each epoch's logs.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-import os
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from zoo.rundir import DamagedFileError, read_json, write_csv_atomic, write_json_atomic
+
+BACKUP_METADATA = "training_metadata.json"  # the name keras.callbacks.BackupAndRestore uses
+
 
 class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN/inf or blew up; the message says where and what to try."""
+    """The training loss became NaN/inf or blew up; the message says where."""
 
 
 def _as_float(value):
@@ -23,64 +44,220 @@ def _as_float(value):
         return None
 
 
+# ---------------------------------------------------------------------------------------------
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stop training with :class:`TrainingDivergedError` when the loss is NaN/inf or diverges.
+    """Stop training when the loss diverges; record where a NaN/inf appeared.
 
-    Checked after every training batch (the running epoch loss Keras reports) and at every epoch end
-    (train and validation loss). "Diverges" means the running loss exceeds ``factor`` times the first
-    loss seen in this run (``factor=None``: only non-finite losses stop the run). Raising stops
-    ``fit`` before the epoch-end callbacks run, so the last checkpoint on disk stays the last good one.
+    After every training batch the running epoch loss Keras reports is compared with ``factor`` x the
+    reference loss (the first batch loss of the run, or ``reference_loss`` restored from a backup):
+    above it, :class:`TrainingDivergedError` is raised. A non-finite batch loss is only recorded in
+    :attr:`event` (``keras.callbacks.TerminateOnNaN(raise_error=True)``, placed after this guard, stops
+    the run; :func:`divergence_errors` gives the error this guard's description). At an epoch end a
+    non-finite ``loss`` or ``val_loss`` raises. Raising stops ``fit`` before later epoch-end callbacks
+    (history, backup), so the backup on disk stays the last good epoch.
 
     Args:
-        factor: divergence threshold relative to the first loss, > 1, or None.
-        checkpoint_hint: where the last good checkpoint lives (quoted in the message).
+        factor: divergence threshold relative to the reference loss, > 1, or None (NaN/inf only).
+        reference_loss: the reference of a resumed run (None: the first batch loss).
     """
 
-    def __init__(self, factor=20.0, checkpoint_hint=None):
+    def __init__(self, factor=20.0, reference_loss=None):
         super().__init__()
         if factor is not None and not factor > 1.0:
             raise ValueError(f"`factor` must be > 1 or None, got {factor!r}.")
         self.factor = factor
-        self.checkpoint_hint = checkpoint_hint
-        self.reference_loss = None
+        self.reference_loss = reference_loss
+        self.event = None  # {"what", "value", "epoch" (1-based), "batch" (1-based or None), "reference"}
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
-    def _fail(self, what, value, where):
-        hint = f" The last good checkpoint (end of the previous epoch) is kept in {self.checkpoint_hint}." \
-            if self.checkpoint_hint else ""
-        raise TrainingDivergedError(
-            f"Training diverged: {what} = {value} at {where}.{hint} "
-            f"Try a lower learning rate (--lr / --ssm-lr, or a longer warmup: --set warmup_fraction=...)."
-        )
+    def describe(self) -> str:
+        """'Training diverged: loss = ... at epoch e, batch b.' for the recorded event."""
+        e = self.event
+        where = f"epoch {e['epoch']}, batch {e['batch']}" if e["batch"] else f"the end of epoch {e['epoch']}"
+        value = e["value"]
+        if math.isfinite(value) and e.get("reference") is not None:
+            value = f"{value:.4g} (> {self.factor:g} x the run's first loss {e['reference']:.4g})"
+        return f"Training diverged: {e['what']} = {value} at {where}."
 
-    def _check(self, name, value, where, against_reference):
-        value = _as_float(value)
+    def _record(self, what, value, epoch, batch):
+        self.event = {"what": what, "value": value, "epoch": epoch + 1, "batch": batch,
+                      "reference": self.reference_loss}
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = _as_float((logs or {}).get("loss"))
         if value is None:
             return
         if not math.isfinite(value):
-            self._fail(name, value, where)
+            self._record("loss", value, self._epoch, batch + 1)  # TerminateOnNaN stops the run
+            return
         if self.reference_loss is None:
             self.reference_loss = value
-        elif against_reference and self.factor is not None and value > self.factor * max(self.reference_loss, 1e-8):
-            self._fail(name, f"{value:.4g} (> {self.factor:g} x the initial {self.reference_loss:.4g})", where)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if logs and "loss" in logs:
-            self._check("loss", logs["loss"], f"epoch {self._epoch + 1}, batch {batch + 1}", True)
+        elif self.factor is not None and value > self.factor * max(self.reference_loss, 1e-8):
+            self._record("loss", value, self._epoch, batch + 1)
+            raise TrainingDivergedError(self.describe())
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
         for name in ("loss", "val_loss"):
-            if name in logs:
-                self._check(name, logs[name], f"the end of epoch {epoch + 1}", name == "loss")
+            value = _as_float((logs or {}).get(name))
+            if value is not None and not math.isfinite(value):
+                self._record(name, value, epoch, None)
+                raise TrainingDivergedError(self.describe())
+
+
+def divergence_callbacks(factor, reference_loss=None):
+    """(guard, [guard, keras.callbacks.TerminateOnNaN(raise_error=True)]) in the order they must run."""
+    guard = DivergenceGuard(factor, reference_loss)
+    return guard, [guard, keras.callbacks.TerminateOnNaN(raise_error=True)]
+
+
+@contextlib.contextmanager
+def divergence_errors(guard: DivergenceGuard):
+    """Around ``fit``: TerminateOnNaN's RuntimeError becomes :class:`TrainingDivergedError` with
+    ``guard``'s description (other errors pass unchanged)."""
+    try:
+        yield
+    except TrainingDivergedError:
+        raise
+    except RuntimeError as err:
+        if guard.event is None:
+            raise
+        raise TrainingDivergedError(guard.describe()) from err
+
+
+# ---------------------------------------------------------------------------------------------
+def seed_generator_states(model) -> list:
+    """The state variables of every ``keras.random.SeedGenerator`` of ``model`` (dropout), in model order.
+
+    ``Model.save_weights`` leaves them out; an exact resume restores them."""
+    return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+
+
+def read_backup(backup_dir) -> dict | None:
+    """The metadata of the last backup in ``backup_dir`` (see :class:`RunBackup`), or None when there is none.
+
+    Raises:
+        DamagedFileError: the metadata is unreadable or names a missing weights file.
+    """
+    path = Path(backup_dir) / BACKUP_METADATA
+    if not path.exists():
+        return None
+    fix = (f"Delete {Path(backup_dir)} to restart the run from scratch, or rerun with --overwrite.")
+    metadata = read_json(path, fix)
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("weights"), str) or "epoch" not in metadata:
+        raise DamagedFileError(f"{path} is damaged: it is not a backup of this version. {fix}")
+    if not (Path(backup_dir) / metadata["weights"]).exists():
+        raise DamagedFileError(f"{path} names {metadata['weights']}, which is missing. {fix}")
+    return metadata
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` for a bit-exact resume, written atomically (module docstring).
+
+    Args:
+        backup_dir: the run's ``checkpoints/`` directory.
+        run_state: callable returning a JSON-serialisable dict saved with each backup (the run's own
+            state: history rows, divergence reference, ...); :func:`read_backup` returns it as ``"run"``.
+
+    The backup is kept when training ends (``delete_checkpoint=False``): it is the run's record of the
+    last epoch and what a diverged run continues from.
+    """
+
+    def __init__(self, backup_dir, run_state=dict):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.run_state = run_state
+        self.directory = Path(backup_dir)
+
+    def _save_model(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        previous = read_backup(self.directory)
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        self.model.save_weights(self.directory / name, overwrite=True)
+        metadata = {
+            "epoch": self._current_epoch,
+            "batch": 0,
+            "weights": name,
+            "seed_generators": [np.asarray(v.numpy()).tolist() for v in seed_generator_states(self.model)],
+            "run": self.run_state(),
+        }
+        write_json_atomic(self.directory / BACKUP_METADATA, metadata)
+        if previous is not None and previous["weights"] != name:
+            (self.directory / previous["weights"]).unlink(missing_ok=True)
+
+    def _load_model(self):
+        metadata = read_backup(self.directory)
+        if metadata is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.directory / metadata["weights"])
+        states = seed_generator_states(self.model)
+        if len(states) != len(metadata["seed_generators"]):
+            raise DamagedFileError(
+                f"{self.directory / BACKUP_METADATA} holds {len(metadata['seed_generators'])} seed generator "
+                f"state(s) but the model has {len(states)}: the backup is of another model."
+            )
+        for variable, value in zip(states, metadata["seed_generators"]):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+        self.model._initial_epoch = int(metadata["epoch"])
+
+
+class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint(save_best_only=True, mode="max")`` of the whole model, replaced atomically.
+
+    Keras writes the model to ``.<name>.partial.keras`` next to ``filepath``, which is then renamed
+    over ``filepath``: a kill while saving leaves the previous best model intact.
+
+    Args:
+        filepath: the ``.keras`` file (``best.keras``).
+        monitor: the metric to maximise (``val_accuracy``).
+        best: the best value so far of a resumed run (None: the first epoch is saved).
+    """
+
+    def __init__(self, filepath, monitor="val_accuracy", best=None):
+        self.final_path = Path(filepath)
+        self.partial_path = self.final_path.with_name(f".{self.final_path.stem}.partial.keras")
+        super().__init__(str(self.partial_path), monitor=monitor, mode="max", save_best_only=True,
+                         initial_value_threshold=best)
+
+    def _save_model(self, epoch, batch, logs):
+        self.partial_path.unlink(missing_ok=True)
+        super()._save_model(epoch, batch, logs)
+        if self.partial_path.exists():
+            self.partial_path.replace(self.final_path)
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """history.csv from the epoch logs, rewritten atomically at every epoch end.
+
+    Columns: ``epoch`` (0-based, as keras.callbacks.CSVLogger) then the log keys sorted. ``rows`` starts
+    from the restored backup's rows, so the file never holds an epoch twice.
+    """
+
+    def __init__(self, path, rows=()):
+        super().__init__()
+        self.path = Path(path)
+        self.rows = [dict(row) for row in rows]
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch}
+        for key, value in (logs or {}).items():
+            value = _as_float(value)
+            if value is not None:
+                row[key] = value
+        self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+        self.write()
+
+    def write(self):
+        keys = sorted({key for row in self.rows for key in row} - {"epoch"})
+        write_csv_atomic(self.path, self.rows, ["epoch", *keys])
 
 
 class EpochTimer(keras.callbacks.Callback):
     """Adds ``train_time_s`` (training batches only, no validation), ``train_steps`` and ``learning_rate``
-    to each epoch's logs (so CSVLogger, TensorBoard and the history record them)."""
+    to each epoch's logs (so the history and TensorBoard record them)."""
 
     def __init__(self):
         super().__init__()
@@ -125,88 +302,6 @@ def current_learning_rate(optimizer):
         return float(keras.ops.convert_to_numpy(lr))
     except Exception:  # noqa: BLE001 - logging only
         return None
-
-
-# ---------------------------------------------------------------------------------------------
-STATE_FILE = "state.json"
-
-
-def read_checkpoint_state(checkpoint_dir) -> dict | None:
-    """The resumable state written by :class:`RunCheckpoint`, or None when there is none."""
-    path = Path(checkpoint_dir) / STATE_FILE
-    if not path.exists():
-        return None
-    state = json.loads(path.read_text())
-    weights = Path(checkpoint_dir) / state["weights"]
-    if not weights.exists():
-        raise FileNotFoundError(f"Checkpoint state {path} names {weights}, which is missing.")
-    return state
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-class RunCheckpoint(keras.callbacks.Callback):
-    """Per-epoch resumable checkpoint plus the best model by a monitored metric.
-
-    At the end of every epoch:
-
-    1. if ``logs[monitor]`` beats the best so far, save the whole model to ``best_model_path``
-       (``.keras``, written to a temporary file then renamed);
-    2. save weights + optimizer state to ``checkpoint_dir/epoch-<k>.weights.h5``;
-    3. atomically replace ``checkpoint_dir/state.json`` = {epoch: k (completed epochs), weights,
-       best, best_epoch, train_time_s, wall_time_s, ...} and delete the previous weights file.
-
-    A process killed at any point leaves a consistent (state.json, weights) pair of the last completed
-    epoch. ``initial_state`` carries the counters of a resumed run.
-    """
-
-    def __init__(self, checkpoint_dir, best_model_path, monitor="val_accuracy", initial_state=None,
-                 wall_clock_start=None):
-        super().__init__()
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.best_model_path = Path(best_model_path)
-        self.monitor = monitor
-        state = dict(initial_state or {})
-        self.best = state.get("best", -math.inf)
-        self.best_epoch = state.get("best_epoch")
-        self.train_time_s = state.get("train_time_s", 0.0)
-        self.previous_wall_time_s = state.get("wall_time_s", 0.0)
-        self.wall_clock_start = time.perf_counter() if wall_clock_start is None else wall_clock_start
-
-    def wall_time_s(self):
-        return self.previous_wall_time_s + time.perf_counter() - self.wall_clock_start
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        value = _as_float(logs.get(self.monitor))
-        if value is not None and math.isfinite(value) and value > self.best:
-            self.best, self.best_epoch = value, epoch + 1
-            tmp = self.best_model_path.with_name(f".tmp-{self.best_model_path.name}")
-            self.model.save(tmp)
-            os.replace(tmp, self.best_model_path)
-        self.train_time_s += float(logs.get("train_time_s", 0.0))
-        weights_name = f"epoch-{epoch + 1}.weights.h5"
-        self.model.save_weights(self.checkpoint_dir / weights_name)
-        previous = read_checkpoint_state(self.checkpoint_dir) if (self.checkpoint_dir / STATE_FILE).exists() else None
-        _write_json_atomic(
-            self.checkpoint_dir / STATE_FILE,
-            {
-                "epoch": epoch + 1,
-                "weights": weights_name,
-                "monitor": self.monitor,
-                "best": self.best,
-                "best_epoch": self.best_epoch,
-                "train_time_s": self.train_time_s,
-                "wall_time_s": self.wall_time_s(),
-            },
-        )
-        if previous is not None and previous["weights"] != weights_name:
-            (self.checkpoint_dir / previous["weights"]).unlink(missing_ok=True)
 
 
 def tensorboard_callback(log_dir):

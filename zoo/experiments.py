@@ -22,19 +22,20 @@ experiment only fills in what is missing), and a run whose analysis exists is no
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from zoo.configs import INITS, MODELS, PRESETS, TASKS, TrainConfig, get_config
+from zoo.rundir import read_json, write_json_atomic
 
 SETTINGS = ("fixed", "learned")
 #: The layer's own default initialisation, named explicitly so run directories and tables say which it is.
 DEFAULT_INIT = {"s4d": "inv", "s4": "legs"}
 RUNS_DIR = "runs"
 ANALYSIS_FILE = "analysis.json"
+_RESULTS_FIX = "Delete it and rerun the same command: the run is evaluated again from its best.keras."
 ANALYSIS_ARRAYS_FILE = "analysis.npz"
 #: Memory length = smallest lag holding this fraction of the memory capacity (keras_ssm.memory.memory_length).
 MEMORY_LENGTH_FRACTION = 0.9
@@ -179,7 +180,7 @@ def run_experiment(plan, *, log=print) -> list[dict]:
                 record.update(status="failed", error=str(err))
                 records.append(record)
                 continue
-        record["results"] = json.loads((run.run_dir / RESULTS_FILE).read_text())
+        record["results"] = read_json(run.run_dir / RESULTS_FILE, _RESULTS_FIX)
         record["analysis"] = ensure_analysis(run)
         records.append(record)
     return records
@@ -193,7 +194,7 @@ def collect_records(plan) -> list[dict]:
     for run in plan:
         record = {"run": run, "status": "missing", "results": None, "analysis": None, "error": None}
         if run.finished:
-            record.update(status="skipped", results=json.loads((run.run_dir / RESULTS_FILE).read_text()),
+            record.update(status="skipped", results=read_json(run.run_dir / RESULTS_FILE, _RESULTS_FIX),
                           analysis=ensure_analysis(run))
         records.append(record)
     return records
@@ -293,7 +294,7 @@ def analyse_run(run: PlannedRun) -> dict:
     from zoo.training import BEST_MODEL_FILE, CHECKPOINT_DIR, INITIAL_WEIGHTS_FILE, RESULTS_FILE
 
     config, out = run.config, run.run_dir
-    results = json.loads((out / RESULTS_FILE).read_text())
+    results = read_json(out / RESULTS_FILE, _RESULTS_FIX)
     _, info, _ = load_task_arrays(config.task, "test", data_dir=config.data_dir, cache_dir=config.cache_dir,
                                   **config.data_options)
     initial = build_model(config, input_spec_from_info(info))
@@ -301,7 +302,7 @@ def analyse_run(run: PlannedRun) -> dict:
     trained = keras.saving.load_model(out / BEST_MODEL_FILE, compile=False)
     analysis, arrays = analyse_models(initial, trained, int(results["seq_len"]), task_delay(config))
     np.savez(out / ANALYSIS_ARRAYS_FILE, **arrays)
-    (out / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=2))
+    write_json_atomic(out / ANALYSIS_FILE, analysis)
     return analysis
 
 
@@ -313,7 +314,7 @@ def ensure_analysis(run: PlannedRun) -> dict:
     arrays = run.run_dir / ANALYSIS_ARRAYS_FILE
     if (path.exists() and arrays.exists()
             and path.stat().st_mtime_ns >= (run.run_dir / RESULTS_FILE).stat().st_mtime_ns):
-        return json.loads(path.read_text())
+        return read_json(path, "Delete it and rerun: the analysis is recomputed.")
     return analyse_run(run)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from zoo.configs import TrainConfig, get_config
 from zoo.experiments import PlannedRun, resolve_seeds
+from zoo.rundir import write_json_atomic
 
 TASK = "delayed_recall"
 EMPIRICAL_FILE = "empirical.json"
@@ -434,14 +435,6 @@ def _first_layer(analysis, stage, key):
     layers = analysis["layers"]
     first = layers[sorted(layers)[0]]
     return first[stage].get(key, float("nan"))
-
-
-def write_json_atomic(path, value) -> None:
-    """Write JSON to ``path`` through a temporary file and os.replace (never a half-written file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
 
 
 def _empirical(features, config, run, feature_layer, num_sequences) -> dict:

@@ -22,7 +22,6 @@ validation_curves.png plus memory_<task>_<init>.png.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import platform
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.experiments import SETTINGS, load_analysis_arrays, task_delay
+from zoo.rundir import write_json_atomic, write_text_atomic
 
 CONVERGENCE_FRACTION = 0.95
 REPORT_JSON = "report.json"
@@ -557,7 +557,7 @@ def write_report(records, output_dir, *, command: str | None = None, title: str 
             plots["memory"][(group["task"], group["init"])] = name
     report["plots"] = {"validation_curves": plots.get("curves"),
                        "memory": {f"{t}/{i}": n for (t, i), n in plots["memory"].items()}}
-    (output_dir / REPORT_JSON).write_text(json.dumps(report, indent=2))
+    write_json_atomic(output_dir / REPORT_JSON, report)
     markdown = format_markdown(report, plots)
-    (output_dir / REPORT_MD).write_text(markdown)
+    write_text_atomic(output_dir / REPORT_MD, markdown)
     return {**report, "markdown": markdown}

@@ -5,6 +5,10 @@
     python zoo/train.py image --preset small --data-dir ~/data/tfds --set lr=0.005
 
 Run ``python zoo/train.py --help`` for every flag. Rerunning an interrupted command resumes it.
+
+Exit codes: 0 done; 1 the training diverged (the message says which checkpoint is kept and how to
+continue); 2 a config, data or run-directory problem (one line on stderr; set KERAS_SSM_TRACEBACK=1
+for the traceback); 130 interrupted (Ctrl-C; rerunning the same command resumes).
 """
 
 from __future__ import annotations
@@ -86,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="data-parallel training over all local devices (keras.distribution.DataParallel; "
                              "JAX backend only).")
     parser.add_argument("--overwrite", action="store_true",
-                        help="delete an existing run in the output directory instead of resuming it.")
+                        help="replace an existing run in the output directory instead of resuming it (the new "
+                             "config's data and model are checked first; nothing is deleted if they fail).")
+    parser.add_argument("--resume-diverged", action="store_true",
+                        help="continue a run that stopped on divergence from its last completed epoch; --lr, "
+                             "--ssm-lr and --set divergence_factor=... may then differ from the stored config.")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
                         help="Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit.")
@@ -155,29 +163,60 @@ def resolve_config(args):
     return config.replace(**overrides) if overrides else config
 
 
+TRACEBACK_ENV = "KERAS_SSM_TRACEBACK"
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print ``error: message`` as one line on stderr and return ``code`` (the traceback, when the
+    KERAS_SSM_TRACEBACK environment variable is set, comes from the caller re-raising)."""
+    print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+    return code
+
+
+def want_traceback() -> bool:
+    import os
+
+    return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        return _main(args)
+    except KeyboardInterrupt:
+        if want_traceback():
+            raise
+        print("\nInterrupted. Rerunning the same command resumes from the last completed epoch.",
+              file=sys.stderr, flush=True)
+        return 130
+
+
+def _main(args) -> int:
+    try:
         config = resolve_config(args)
     except ValueError as err:
-        parser.error(str(err))
+        if want_traceback():
+            raise
+        return fail(err)
     if args.print_config:
         print(config.to_json())
         return 0
 
     from zoo.callbacks import TrainingDivergedError
-    from zoo.training import RunDirectoryError, check_environment, train
+    from zoo.training import train
 
     try:
-        check_environment(config)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        train(config, overwrite=args.overwrite)
-    except (TrainingDivergedError, RunDirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        train(config, overwrite=args.overwrite, resume_diverged=args.resume_diverged)
+    except TrainingDivergedError as err:
+        if want_traceback():
+            raise
+        return fail(err, code=1)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        # Config, data and run-directory problems (RunDirectoryError is a ValueError).
+        if want_traceback():
+            raise
+        return fail(err)
     return 0
 
 

@@ -3,41 +3,66 @@
 A run writes into its output directory (``config.resolved_output_dir()``):
 
     config.json              the resolved TrainConfig
-    history.csv              per-epoch metrics (CSVLogger, appended across resumes)
+    history.csv              per-epoch metrics, one row per completed epoch
     tensorboard/             TensorBoard logs (when the tensorboard package is installed)
-    best.keras               the model with the best validation accuracy
-    checkpoints/             state.json + epoch-<k>.weights.h5 (weights and optimizer state) for resuming,
-                             initial.weights.h5 (the weights before training)
+    best.keras               the model with the best validation accuracy (keras.callbacks.ModelCheckpoint)
+    checkpoints/             the backup of the last completed epoch (keras.callbacks.BackupAndRestore):
+                             training_metadata.json + epoch-<k>.weights.h5 (weights and optimizer state),
+                             and initial.weights.h5 (the weights before training)
     results.json             test accuracy of best.keras, parameter counts, timing, majority-class rate
     training_curves.png      loss and accuracy per epoch
     memory_functions.png     per-layer memory functions before vs after training
+    diverged.json            only after a divergence stop: where it diverged and which epoch is kept
+    .lock                    while a process trains here: its pid and host (one writer per directory)
 
-Rerunning the same command after an interruption resumes from the last completed epoch.
+Rerunning the same command after an interruption resumes from the last completed epoch, and the
+resumed run is bit-identical to one that never stopped (same backend and machine): the backup holds
+the weights, the optimizer state, the epoch, the dropout seed generators' state, the history and the
+divergence reference, and epoch e's data order depends on (seed, e) alone. Every JSON and CSV file
+is written atomically (``zoo.rundir``).
+
+After a divergence stop, a rerun is refused unless ``resume_diverged`` (``--resume-diverged``) is
+given; with it, ``lr``, ``ssm_lr`` and ``divergence_factor`` may differ from the stored config and
+training continues from the last completed epoch. ``overwrite`` (``--overwrite``) loads the data and
+builds the model of the new config first, and only then replaces the old run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from keras_ssm.memory import model_memory_functions, plot_memory_comparison
 from zoo.callbacks import (
-    DivergenceGuard,
+    BestModelCheckpoint,
     EpochTimer,
-    RunCheckpoint,
-    read_checkpoint_state,
+    HistoryLog,
+    RunBackup,
+    TrainingDivergedError,
+    divergence_callbacks,
+    divergence_errors,
+    read_backup,
     tensorboard_callback,
 )
 from keras_ssm.devices import check_data_parallel, device_info, report_devices
-from keras_ssm.memory import model_memory_functions, plot_memory_comparison
 from zoo.configs import TrainConfig
 from zoo.models import build_model, count_parameters, input_spec_from_info
 from zoo.optim import make_optimizer
+from zoo.rundir import (
+    DamagedFileError,
+    DirectoryLock,
+    RunDirectoryError,
+    directory_entries,
+    read_json,
+    write_json_atomic,
+)
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -47,44 +72,63 @@ CHECKPOINT_DIR = "checkpoints"
 INITIAL_WEIGHTS_FILE = "initial.weights.h5"
 CURVES_FILE = "training_curves.png"
 MEMORY_PLOT_FILE = "memory_functions.png"
+DIVERGED_FILE = "diverged.json"
 
 # Fields that may differ between the run in a directory and a resuming invocation.
 _RESUME_INDEPENDENT = ("output_dir", "verbose", "data_dir", "cache_dir")
+# Fields that may also differ when a diverged run is continued (resume_diverged).
+_DIVERGED_RESUME_CHANGES = ("lr", "ssm_lr", "divergence_factor")
+
+__all__ = ["train", "RunDirectoryError", "TrainingDivergedError", "compile_model", "read_history"]
 
 
-class RunDirectoryError(ValueError):
-    """The output directory holds a different run (or is not a run directory) and cannot be reused."""
+@dataclass
+class _Plan:
+    """What the output directory holds and what this invocation does with it."""
+
+    results: dict | None = None  # a finished run of the same config: returned as it is
+    replace: bool = False  # clear the directory (after the new config and data are checked)
+    backup: dict | None = None  # the backup to resume from
+    diverged: dict | None = None  # the divergence record being continued (resume_diverged)
+    notes: list = field(default_factory=list)  # lines to print once training starts
 
 
-def train(config: TrainConfig, *, overwrite: bool = False, callbacks=()) -> dict:
-    """Train ``config``'s model on its task, resuming from the output directory's checkpoint if any.
+def train(config: TrainConfig, *, overwrite: bool = False, resume_diverged: bool = False, callbacks=()) -> dict:
+    """Train ``config``'s model on its task, resuming from the output directory's backup if any.
 
     Args:
         config: the resolved TrainConfig.
-        overwrite: delete a previous run in the output directory and start afresh.
-        callbacks: extra Keras callbacks (run after the checkpoint callback).
+        overwrite: replace a previous run in the output directory (after the new config's data load
+            and model build succeed; nothing is deleted when they fail).
+        resume_diverged: continue a run that stopped on divergence from its last completed epoch;
+            ``lr``, ``ssm_lr`` and ``divergence_factor`` may then differ from the stored config.
+        callbacks: extra Keras callbacks; they run after the backup (so they see the restored state
+            in ``on_train_begin`` and the saved backup at each epoch end).
 
     Returns:
         The results dict written to ``results.json``. If the output directory already holds a
         finished run of the same config (and not ``overwrite``), its results are returned as they are.
 
     Raises:
-        RunDirectoryError: the output directory holds a run of a different config.
-        zoo.callbacks.TrainingDivergedError: the loss became NaN/inf or diverged.
+        RunDirectoryError: the output directory holds another run, another process uses it, a file in
+            it is damaged, or the run diverged and ``resume_diverged`` is not given.
+        zoo.callbacks.TrainingDivergedError: the loss became NaN/inf or diverged (the message says which
+            checkpoint is kept and how to continue).
+        ValueError, FileNotFoundError: bad data options or missing data (before anything is written).
     """
     wall_start = time.perf_counter()
     check_environment(config)
     out = Path(config.resolved_output_dir())
-    previous = _prepare_output_dir(out, config, overwrite)
-    if previous is not None:
-        _say(config, f"{out} already holds the finished run; pass --overwrite to train again.")
-        return previous
+    with DirectoryLock(out, "run directory"):
+        plan = _plan_run(out, config, overwrite, resume_diverged)
+        if plan.results is not None:
+            _say(config, f"{out} already holds the finished run; pass --overwrite to train again.")
+            return plan.results
+        with _distribution_scope(config):
+            return _train(config, out, plan, wall_start, callbacks)
 
-    with _distribution_scope(config):
-        return _train(config, out, wall_start, callbacks)
 
-
-def _train(config, out, wall_start, extra_callbacks):
+def _train(config, out, plan, wall_start, extra_callbacks):
     from zoo.data import load_task
 
     keras.utils.set_random_seed(config.seed)
@@ -95,11 +139,16 @@ def _train(config, out, wall_start, extra_callbacks):
             f"`batch_size` ({config.batch_size}) must be divisible by the number of devices ({devices}) "
             f"for --distribute data."
         )
+    backup = plan.backup
+    initial_epoch = int(backup["epoch"]) if backup else 0
+    run_state = dict(backup["run"]) if backup else {}
     common = dict(data_dir=config.data_dir, cache_dir=config.cache_dir, batch_size=config.batch_size,
                   seed=config.seed, **config.data_options)
-    # Training batches all have the full batch size (one compiled train step, even device shards);
-    # evaluation sees every example (last batch padded with zero-weight rows under data parallelism).
-    train_ds, train_info = load_task(config.task, "train", drop_remainder=True, **common)
+    # Training batches all have the full batch size (one compiled train step, even device shards), and
+    # epoch e's order depends on (seed, e) alone; evaluation sees every example (last batch padded
+    # with zero-weight rows under data parallelism).
+    train_ds, train_info = load_task(config.task, "train", drop_remainder=True,
+                                     epochs=(initial_epoch, config.epochs), **common)
     val_ds, val_info = load_task(config.task, "val", **common)
     test_ds, test_info = load_task(config.task, "test", **common)
     if devices > 1:
@@ -111,23 +160,24 @@ def _train(config, out, wall_start, extra_callbacks):
             f"The {config.task} train split has {train_info.num_examples} examples, fewer than one batch "
             f"of {config.batch_size}."
         )
-
     model = build_model(config, input_spec_from_info(train_info))
     params = count_parameters(model)
+    compile_model(model, config, steps_per_epoch)
+
+    # The new config and its data are good: only now is the directory changed.
+    if plan.replace:
+        clear_run_directory(out)
+    write_json_atomic(out / CONFIG_FILE, config.to_dict())
     checkpoint_dir = out / CHECKPOINT_DIR
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    state = read_checkpoint_state(checkpoint_dir)
-    if state is None:
-        model.save_weights(checkpoint_dir / INITIAL_WEIGHTS_FILE)
-
-    compile_model(model, config, steps_per_epoch)
-    initial_epoch = 0
-    if state is not None:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(checkpoint_dir / state["weights"])
-        initial_epoch = int(state["epoch"])
+    if backup is None:
+        _save_weights_atomic(model, checkpoint_dir / INITIAL_WEIGHTS_FILE)
+    if plan.diverged is None:
+        (out / DIVERGED_FILE).unlink(missing_ok=True)  # a stale record (a later epoch completed)
 
     _say(config, str(config))
+    for note in plan.notes:
+        _say(config, note)
     _say(config, f"{config.task}: {train_info.num_examples} train / {val_info.num_examples} val / "
                  f"{test_info.num_examples} test examples, length {train_info.seq_len}, "
                  f"{train_info.num_classes} classes, test majority-class rate {majority_rate:.4f}")
@@ -135,23 +185,43 @@ def _train(config, out, wall_start, extra_callbacks):
                  f"({100 * params['frozen_fraction']:.1f}%); {steps_per_epoch} steps/epoch on "
                  f"{devices} device(s); output {out}")
     if initial_epoch:
-        _say(config, f"resuming from {checkpoint_dir / state['weights']} after epoch {initial_epoch} "
-                     f"(optimizer step {int(model.optimizer.iterations.numpy())})")
+        _say(config, f"resuming from {checkpoint_dir / backup['weights']} after epoch {initial_epoch}")
 
+    divergences = list(run_state.get("divergences", []))
+    if plan.diverged is not None:
+        divergences.append(plan.diverged)
+    previous_wall = float(run_state.get("wall_time_s", 0.0))
+    history = HistoryLog(out / HISTORY_FILE, run_state.get("history", []))
+    guard, stop_on_divergence = divergence_callbacks(config.divergence_factor, run_state.get("divergence_reference"))
+    best_callback = BestModelCheckpoint(out / BEST_MODEL_FILE, monitor="val_accuracy",
+                                        best=_best_row(history.rows, "val_accuracy")[1])
     timer = EpochTimer()
-    checkpoint = RunCheckpoint(checkpoint_dir, out / BEST_MODEL_FILE, monitor="val_accuracy",
-                               initial_state=state, wall_clock_start=wall_start)
+
+    def state():
+        return {"history": history.rows, "divergence_reference": guard.reference_loss,
+                "wall_time_s": previous_wall + time.perf_counter() - wall_start, "divergences": divergences}
+
     callbacks = [
-        DivergenceGuard(config.divergence_factor, checkpoint_hint=str(checkpoint_dir)),
+        *stop_on_divergence,  # first: a diverged epoch reaches neither the history nor the backup
         timer,
-        keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=True),
+        history,
+        best_callback,
         *_tensorboard(out),
-        checkpoint,
+        RunBackup(checkpoint_dir, run_state=state),  # after the above: the backup records their state
         *extra_callbacks,
     ]
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-              callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    if initial_epoch < config.epochs:
+        try:
+            with divergence_errors(guard):
+                model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                          steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
+                          shuffle=False)
+        except TrainingDivergedError as err:
+            raise TrainingDivergedError(_divergence_stop(config, out, guard, str(err))) from None
+    (out / DIVERGED_FILE).unlink(missing_ok=True)
 
+    rows = history.rows
+    best_epoch, best_value = _best_row(rows, "val_accuracy")
     best_path = out / BEST_MODEL_FILE
     best = keras.saving.load_model(best_path)
     # Evaluate with the already compiled model holding the best weights (no second compilation).
@@ -167,7 +237,7 @@ def _train(config, out, wall_start, extra_callbacks):
                                 out / MEMORY_PLOT_FILE):
         artifacts["memory_functions"] = MEMORY_PLOT_FILE
 
-    final_state = read_checkpoint_state(checkpoint_dir) or {}
+    wall_time_s = previous_wall + time.perf_counter() - wall_start
     results = {
         "task": config.task,
         "preset": config.preset,
@@ -177,18 +247,19 @@ def _train(config, out, wall_start, extra_callbacks):
         "test_accuracy": float(test_metrics["accuracy"]),
         "test_loss": float(test_metrics["loss"]),
         "majority_class_rate": majority_rate,
-        "best_val_accuracy": float(checkpoint.best),
-        "best_epoch": checkpoint.best_epoch,
-        "epochs_completed": int(final_state.get("epoch", initial_epoch)),
+        "best_val_accuracy": best_value,
+        "best_epoch": best_epoch,
+        "epochs_completed": len(rows),
         "resumed_from_epoch": initial_epoch,
+        "divergences": divergences,
         "params_trainable": params["trainable"],
         "params_frozen": params["frozen"],
         "frozen_fraction": params["frozen_fraction"],
         "params_norm_statistics": params["statistics"],
-        "train_time_s": checkpoint.train_time_s,
+        "train_time_s": float(sum(row.get("train_time_s", 0.0) for row in rows)),
         "train_steps_per_second": timer.steps_per_second(),
         "steps_per_epoch": steps_per_epoch,
-        "wall_time_s": checkpoint.wall_time_s(),
+        "wall_time_s": wall_time_s,
         "backend": keras.backend.backend(),
         "devices": devices,
         "device": device,
@@ -197,11 +268,109 @@ def _train(config, out, wall_start, extra_callbacks):
         "seq_len": train_info.seq_len,
         "artifacts": artifacts,
     }
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    write_json_atomic(out / RESULTS_FILE, results)
     _say(config, f"test accuracy {results['test_accuracy']:.4f} (majority-class rate {majority_rate:.4f}), "
-                 f"best val accuracy {results['best_val_accuracy']:.4f} at epoch {results['best_epoch']}, "
+                 f"best val accuracy {'n/a' if best_value is None else f'{best_value:.4f}'} at epoch {best_epoch}, "
                  f"wall time {results['wall_time_s']:.0f} s; results in {out / RESULTS_FILE}")
     return results
+
+
+def _best_row(rows, key):
+    """(1-based epoch, value) of the first row with the highest finite ``key``; (None, None) if none."""
+    best = (None, None)
+    for row in rows:
+        value = row.get(key)
+        if value is not None and math.isfinite(value) and (best[1] is None or value > best[1]):
+            best = (int(row["epoch"]) + 1, float(value))
+    return best
+
+
+def _divergence_stop(config, out, guard, description) -> str:
+    """Record the divergence in diverged.json and return the full message: what is kept, what continues."""
+    backup = read_backup(out / CHECKPOINT_DIR)
+    kept = int(backup["epoch"]) if backup else 0
+    lower = f"--lr {config.lr / 2:g} --ssm-lr {config.ssm_lr / 2:g}"
+    if kept:
+        best_epoch, _ = _best_row(backup["run"].get("history", []), "val_accuracy")
+        write_json_atomic(out / DIVERGED_FILE, {**guard.event, "message": description, "checkpoint_epoch": kept,
+                                                "lr": config.lr, "ssm_lr": config.ssm_lr})
+        return (f"{description} Kept: the backup of epoch {kept} (the last completed epoch) in "
+                f"{out / CHECKPOINT_DIR} and best.keras (epoch {best_epoch}). Rerunning the same command refuses "
+                f"to continue from a diverged run; to continue from epoch {kept} with a lower learning rate, "
+                f"add --resume-diverged {lower}; to start over, add --overwrite.")
+    return (f"{description} No epoch finished, so no checkpoint is kept. Rerun with a lower learning rate, "
+            f"e.g. {lower}: the run starts afresh.")
+
+
+def _plan_run(out: Path, config: TrainConfig, overwrite: bool, resume_diverged: bool) -> _Plan:
+    """Decide from the directory's contents: fresh start, resume, finished, or refuse (RunDirectoryError)."""
+    entries = directory_entries(out)
+    if not entries:
+        return _Plan()
+    config_path = out / CONFIG_FILE
+    if not config_path.exists():
+        raise RunDirectoryError(
+            f"Output directory {out} is not empty and holds no {CONFIG_FILE}: choose another --output-dir."
+        )
+    if overwrite:
+        return _Plan(replace=True, notes=[f"--overwrite: replacing the previous run in {out}."])
+    fix = "Rerun with --overwrite to replace the run, or choose another --output-dir."
+    stored = read_json(config_path, fix)
+    backup = read_backup(out / CHECKPOINT_DIR)
+    finished = (out / RESULTS_FILE).exists()
+    if backup is None and not finished:
+        # Nothing was trained (a failed or killed start): the new command simply starts afresh.
+        notes = []
+        if _comparable(stored) != _comparable(config.to_dict()):
+            notes.append(f"{out} holds a run that completed no epoch: starting the new config afresh.")
+        return _Plan(replace=True, notes=notes)
+    diverged = None
+    if (out / DIVERGED_FILE).exists() and not finished:
+        diverged = read_json(out / DIVERGED_FILE, f"Delete it to resume the run as it is. {fix}")
+        if int(diverged.get("checkpoint_epoch", -1)) != int(backup["epoch"]):
+            diverged = None  # a later epoch completed since (the run was continued): the record is stale
+    allowed = _DIVERGED_RESUME_CHANGES if (diverged is not None and resume_diverged) else ()
+    diff = {k: (stored.get(k), v) for k, v in config.to_dict().items()
+            if k not in _RESUME_INDEPENDENT and k not in allowed and stored.get(k) != v}
+    diff.update({k: (v, None) for k, v in stored.items() if k not in config.to_dict()})
+    if diff:
+        hint = (" Only lr, ssm_lr and divergence_factor may change, and only with --resume-diverged after a "
+                "divergence stop." if any(k in _DIVERGED_RESUME_CHANGES for k in diff) else "")
+        raise RunDirectoryError(
+            f"Output directory {out} holds a run with a different config (stored vs now: {diff}).{hint} "
+            f"Pass --overwrite to replace it, or choose another --output-dir."
+        )
+    if finished:
+        return _Plan(results=read_json(out / RESULTS_FILE, f"Rerun with --overwrite to train it again."))
+    if diverged is not None and not resume_diverged:
+        raise RunDirectoryError(
+            f"The run in {out} stopped on divergence ({diverged.get('message', 'see ' + DIVERGED_FILE)}); "
+            f"its backup of epoch {backup['epoch']} would diverge the same way. To continue from it, rerun with "
+            f"--resume-diverged and a lower learning rate (--lr / --ssm-lr); to start over, use --overwrite."
+        )
+    notes = []
+    if diverged is not None:
+        changed = {k: (stored.get(k), getattr(config, k)) for k in _DIVERGED_RESUME_CHANGES
+                   if stored.get(k) != getattr(config, k)}
+        diverged = {**diverged, "changed": changed}
+        notes.append(f"--resume-diverged: continuing from epoch {backup['epoch']} with "
+                     f"{changed or 'the same settings'}.")
+    return _Plan(backup=backup, diverged=diverged, notes=notes)
+
+
+def clear_run_directory(out: Path) -> None:
+    """Delete every entry of the run directory ``out`` except its lock (and the directory itself)."""
+    for entry in directory_entries(out):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _save_weights_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".partial-{path.name}")
+    model.save_weights(tmp, overwrite=True)
+    tmp.replace(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,32 +395,6 @@ def _say(config, message):
 def _comparable(config_dict):
     return {k: v for k, v in config_dict.items() if k not in _RESUME_INDEPENDENT}
 
-
-def _prepare_output_dir(out: Path, config: TrainConfig, overwrite: bool):
-    """Create/validate the run directory; returns the stored results of a finished identical run."""
-    config_path = out / CONFIG_FILE
-    if out.exists() and any(out.iterdir()):
-        if not config_path.exists():
-            raise RunDirectoryError(
-                f"Output directory {out} is not empty and holds no {CONFIG_FILE}: choose another --output-dir."
-            )
-        if overwrite:
-            shutil.rmtree(out)
-        else:
-            stored = json.loads(config_path.read_text())
-            current = json.loads(config.to_json())
-            if _comparable(stored) != _comparable(current):
-                diff = {k: (stored.get(k), current.get(k)) for k in set(stored) | set(current)
-                        if k not in _RESUME_INDEPENDENT and stored.get(k) != current.get(k)}
-                raise RunDirectoryError(
-                    f"Output directory {out} holds a run with a different config (stored vs now: {diff}). "
-                    f"Pass --overwrite to replace it, or choose another --output-dir."
-                )
-            if (out / RESULTS_FILE).exists():
-                return json.loads((out / RESULTS_FILE).read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(config.to_json())
-    return None
 
 
 def check_environment(config) -> None:
@@ -312,14 +455,25 @@ def _tensorboard(out):
 
 # ---------------------------------------------------------------------------------------------
 def read_history(path) -> dict:
-    """history.csv -> {column: numpy array}; duplicated epochs (a re-run epoch after a resume) keep the last."""
+    """history.csv -> {column: numpy array}; duplicated epochs (files of older versions) keep the last.
+
+    Raises:
+        DamagedFileError: the file is not a history (no ``epoch`` column, a non-integer epoch); the message
+            names the file.
+    """
     import csv
 
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     by_epoch = {}
-    for row in rows:
-        by_epoch[int(row["epoch"])] = row
+    for line, row in enumerate(rows, start=2):
+        try:
+            by_epoch[int(row["epoch"])] = row
+        except (KeyError, TypeError, ValueError):
+            raise DamagedFileError(
+                f"{path} is damaged: line {line} has no integer epoch ({row.get('epoch')!r}). It is rewritten "
+                f"from the backup when the run resumes; for a finished run, restore it or rerun with --overwrite."
+            ) from None
     epochs = sorted(by_epoch)
     columns = {}
     for key in (rows[0].keys() if rows else ()):

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from zoo.callbacks import DivergenceGuard, TrainingDivergedError, read_checkpoint_state
+from zoo.callbacks import DivergenceGuard, TrainingDivergedError, read_backup
 from zoo.configs import get_config
 from keras_ssm import find_ssm_layers
 from zoo.models import InputSpec, build_model, input_spec_from_info, nominal_input_spec
@@ -112,17 +112,21 @@ def test_optimizer_serializes_with_its_ssm_settings():
 
 
 # ---------------------------------------------------------------------------------------------
-def test_divergence_guard_names_the_place_and_suggests_a_lower_lr():
-    guard = DivergenceGuard(factor=10.0, checkpoint_hint="ckpt/")
+def test_divergence_guard_names_the_place_and_measures_from_the_restored_reference():
+    guard = DivergenceGuard(factor=10.0)
     guard.on_epoch_begin(2)
     guard.on_train_batch_end(0, {"loss": 2.0})
     guard.on_train_batch_end(1, {"loss": 3.0})
-    with pytest.raises(TrainingDivergedError, match=r"nan at epoch 3, batch 3.*ckpt/.*lower learning rate"):
-        guard.on_train_batch_end(2, {"loss": float("nan")})
-    with pytest.raises(TrainingDivergedError, match=r"epoch 3, batch 4"):
+    guard.on_train_batch_end(2, {"loss": float("nan")})  # recorded; TerminateOnNaN stops the run
+    assert guard.describe() == "Training diverged: loss = nan at epoch 3, batch 3."
+    with pytest.raises(TrainingDivergedError, match=r"loss = 25 \(> 10 x the run's first loss 2\) at epoch 3, batch 4"):
         guard.on_train_batch_end(3, {"loss": 25.0})
     with pytest.raises(TrainingDivergedError, match="val_loss = inf at the end of epoch 1"):
         DivergenceGuard().on_epoch_end(0, {"loss": 1.0, "val_loss": float("inf")})
+    # A resumed guard measures from the run's first loss, not from the (already high) loss it resumes at.
+    resumed = DivergenceGuard(factor=10.0, reference_loss=1.0)
+    with pytest.raises(TrainingDivergedError, match="first loss 1"):
+        resumed.on_train_batch_end(0, {"loss": 29.0})
 
 
 class _PoisonWeights(keras.callbacks.Callback):
@@ -140,9 +144,9 @@ class _PoisonWeights(keras.callbacks.Callback):
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_digits(tmp_path, epochs=3)
-    with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 1.*lower learning rate"):
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 1.*backup of epoch 1.*--resume-diverged"):
         train(config, callbacks=[_PoisonWeights(epoch=1)])
-    state = read_checkpoint_state(tmp_path / "run" / "checkpoints")
+    state = read_backup(tmp_path / "run" / "checkpoints")
     assert state["epoch"] == 1
     model = build_model(config, nominal_input_spec("digits", config.data_options))
     model.load_weights(tmp_path / "run" / "checkpoints" / state["weights"], skip_mismatch=False)
@@ -192,7 +196,7 @@ def test_kill_and_resume_with_fixed_eigenvalues(tmp_path):
     kill = _KillAtEpoch(epoch=1)
     with pytest.raises(_Interrupt):
         train(config, callbacks=[kill])
-    state = read_checkpoint_state(run / "checkpoints")
+    state = read_backup(run / "checkpoints")
     assert state["epoch"] == 1
 
     start = _RecordStart()
@@ -233,7 +237,7 @@ def test_quick_listops_preset_end_to_end(tmp_path):
     results = train(config)
     run = tmp_path / "run"
     for name in ("config.json", "history.csv", "best.keras", "results.json", "training_curves.png",
-                 "memory_functions.png", "checkpoints/state.json", "checkpoints/initial.weights.h5"):
+                 "memory_functions.png", "checkpoints/training_metadata.json", "checkpoints/initial.weights.h5"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert json.loads((run / "config.json").read_text()) == config.to_dict()
     stored = json.loads((run / "results.json").read_text())

@@ -171,7 +171,7 @@ def load_task_arrays(name: str, split: str, *, data_dir=None, cache_dir=None, **
 
 
 def load_task(name: str, split: str, *, data_dir=None, cache_dir=None, batch_size: int = 32, shuffle=None,
-              seed: int = 0, drop_remainder: bool = False, **options):
+              seed: int = 0, drop_remainder: bool = False, epochs=None, **options):
     """Batched, padded tf.data pipeline of one split of an LRA task, and its TaskInfo.
 
     Args:
@@ -185,6 +185,9 @@ def load_task(name: str, split: str, *, data_dir=None, cache_dir=None, batch_siz
         shuffle: None means True for "train", False otherwise; a seeded reshuffle every epoch.
         seed: shuffle seed (the data itself depends on the ``data_seed`` option, not on this).
         drop_remainder: drop the last incomplete batch.
+        epochs: None (one epoch per iteration of the dataset), or (first, stop): the batches of epochs
+            first..stop-1 in one dataset, epoch e in the order given by (seed, e) alone (for exact
+            resume; fit with ``steps_per_epoch``).
         **options: task-specific options (``task_options(name)`` lists them with defaults); unknown
             ones raise ValueError.
 
@@ -202,7 +205,7 @@ def load_task(name: str, split: str, *, data_dir=None, cache_dir=None, batch_siz
     data, info, encoding = load_task_arrays(name, split, data_dir=data_dir, cache_dir=cache_dir, **options)
 
     dataset = make_dataset(data, seq_len=info.seq_len, encoding=encoding, batch_size=batch_size,
-                           shuffle=bool(shuffle), seed=seed, drop_remainder=drop_remainder)
+                           shuffle=bool(shuffle), seed=seed, drop_remainder=drop_remainder, epochs=epochs)
     return dataset, info
 
 

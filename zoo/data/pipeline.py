@@ -81,12 +81,18 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     drop_remainder: bool,
+    epochs: tuple[int, int] | None = None,
 ):
     """Batched tf.data.Dataset of (x, y) over ``split``.
 
     x: one tensor (batch, seq_len) int32 / (batch, seq_len, 1) float32, or a tuple of them when the
     split has several inputs; y: int32 (batch,). With ``shuffle`` the order is a seeded permutation
     that changes every epoch (``reshuffle_each_iteration``), reproducible across runs for a given seed.
+
+    With ``epochs=(first, stop)`` the dataset is the batches of epochs first, ..., stop - 1 one after
+    the other (fit it with ``steps_per_epoch``), and epoch e's order is the permutation
+    ``tf.random.experimental.stateless_shuffle(range(n), seed=(seed, e))``: a pure function of (seed, e),
+    so a run resumed at epoch e sees the same batches as one that never stopped.
     """
     tf = tensorflow()
 
@@ -94,10 +100,22 @@ def make_dataset(
     inputs = tuple(_to_tensor(x) for x in split.inputs)
     labels = tf.constant(split.labels.astype(np.int32))
 
-    indices = tf.data.Dataset.range(num_examples)
-    if shuffle:
-        indices = indices.shuffle(num_examples, seed=int(seed), reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size, drop_remainder=drop_remainder)
+    if epochs is not None:
+        first, stop = (int(e) for e in epochs)
+
+        def epoch_batches(epoch):
+            order = tf.range(num_examples, dtype=tf.int64)
+            if shuffle:
+                key = tf.stack([tf.constant(int(seed), tf.int64), epoch])
+                order = tf.random.experimental.stateless_shuffle(order, seed=key)
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+
+        indices = tf.data.Dataset.range(first, stop).flat_map(epoch_batches)
+    else:
+        indices = tf.data.Dataset.range(num_examples)
+        if shuffle:
+            indices = indices.shuffle(num_examples, seed=int(seed), reshuffle_each_iteration=True)
+        indices = indices.batch(batch_size, drop_remainder=drop_remainder)
 
     def gather(batch_indices):
         xs = tuple(_encode_batch(tf.gather(x, batch_indices), encoding, seq_len) for x in inputs)

@@ -1,0 +1,242 @@
+"""Safe files and directories for zoo runs and sweeps: atomic writes, readers that name a damaged file,
+and one writer per directory.
+
+- :func:`write_text_atomic` / :func:`write_json_atomic` / :func:`write_csv_atomic`: the content goes to a
+  temporary file in the same directory, is flushed to disk, then renamed over the target
+  (``os.replace``), so a reader or a killed writer sees either the old file or the new one, never a
+  truncated one. Every JSON and CSV file the zoo and the sweeps write goes through these.
+- :func:`read_json`: ``json.loads`` of a file, raising :class:`DamagedFileError` (a ValueError) that names
+  the file and says what to do when it is empty, truncated or not JSON.
+- :class:`DirectoryLock`: a lock file ``<directory>/.lock`` holding the owner's pid, host and start
+  time. A second process gets :class:`LockedError` naming the owner; a lock left by a process that no
+  longer runs on this host is taken over with one line saying so. Acquisition is serialised by
+  ``fcntl.flock`` on the directory itself, so two starters cannot both take over the same stale lock.
+
+Both ``zoo/training.py`` (one run directory) and ``tuning/search.py`` (one sweep project) use this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+LOCK_FILE = ".lock"
+_TMP_SUFFIX = ".tmp"
+
+
+class RunDirectoryError(ValueError):
+    """A run directory or sweep project cannot be used as asked (another run, another writer, a damaged
+    file); the message says what to do."""
+
+
+class DamagedFileError(RunDirectoryError):
+    """A file the zoo wrote cannot be read (empty, truncated or not the expected format)."""
+
+
+class LockedError(RunDirectoryError):
+    """Another live process holds the directory's lock."""
+
+
+# ---------------------------------------------------------------------------------------------
+def is_temporary(path) -> bool:
+    """True for the temporary files of :func:`write_text_atomic` (``.<name>.<pid>.tmp``)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(_TMP_SUFFIX)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file + fsync + ``os.replace`` (same directory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def write_json_atomic(path, data) -> Path:
+    """``data`` as indented JSON, written atomically (:func:`write_text_atomic`)."""
+    return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv_atomic(path, rows, fieldnames) -> Path:
+    """Rows (dicts) under a header of ``fieldnames`` as CSV, written atomically; None is written as ''."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def read_json(path, what_to_do: str):
+    """``json.loads`` of ``path``.
+
+    Raises:
+        DamagedFileError: the file is empty, truncated or not JSON; the message names the file, the
+            reason, and ``what_to_do``.
+        FileNotFoundError: the file does not exist.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = "it is empty" if not text.strip() else f"it is not valid JSON ({err})"
+        raise DamagedFileError(f"{path} is damaged: {reason}. {what_to_do}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+def _process_start_time(pid: int):
+    """The start time of process ``pid`` in clock ticks since boot (Linux /proc), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+_HELD: dict[str, "DirectoryLock"] = {}
+
+
+class DirectoryLock:
+    """One writer per directory: ``with DirectoryLock(path, "run directory"):`` ... (see the module docstring).
+
+    Args:
+        directory: the directory to lock (created if missing).
+        what: how messages name the directory ("run directory", "sweep project").
+
+    Raises (on entering):
+        LockedError: a live process (or one on another host, which cannot be checked) holds the lock;
+            the message names its pid, host and start time, and the lock file to delete if it is
+            certainly gone.
+    """
+
+    def __init__(self, directory, what: str = "directory"):
+        self.directory = Path(directory)
+        self.what = what
+        self.path = self.directory / LOCK_FILE
+        self.created_directory = False
+        self._held = False
+
+    # The flock on the directory serialises the check-and-write below between processes.
+    @contextlib.contextmanager
+    def _guard(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: the lock file alone
+            yield
+            return
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _owner_record(self) -> dict:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "start_time": _process_start_time(os.getpid()),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv)}
+
+    def acquire(self) -> "DirectoryLock":
+        key = str(self.directory.resolve())
+        if key in _HELD:
+            raise LockedError(f"The {self.what} {self.directory} is already in use by this process.")
+        if not self.directory.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.created_directory = True
+        with self._guard():
+            if self.path.exists():
+                owner = self._read_owner()
+                if owner is not None and self._owner_alive(owner):
+                    raise LockedError(
+                        f"The {self.what} {self.directory} is in use by process {owner.get('pid')} on host "
+                        f"{owner.get('host')!r} (started {owner.get('started', '?')}: {owner.get('command', '?')}). "
+                        f"Wait for it to finish or stop it; if you are sure it is gone, delete {self.path}."
+                    )
+                if owner is None:
+                    print(f"Taking over the unreadable lock file {self.path}.", file=sys.stderr, flush=True)
+                else:
+                    print(f"Taking over the lock of {self.directory}: process {owner.get('pid')} on this host "
+                          f"no longer runs.", file=sys.stderr, flush=True)
+            write_json_atomic(self.path, self._owner_record())
+        self._held = True
+        _HELD[key] = self
+        return self
+
+    def _read_owner(self):
+        try:
+            owner = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return owner if isinstance(owner, dict) else None
+
+    @staticmethod
+    def _owner_alive(owner: dict) -> bool:
+        if owner.get("host") != socket.gethostname():
+            return True  # cannot check a process on another host
+        try:
+            pid = int(owner["pid"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        if pid == os.getpid():
+            return False  # left behind by this process (not held: see _HELD)
+        if not _pid_alive(pid):
+            return False
+        start = owner.get("start_time")
+        # A live pid with another start time is a new process that reused the number.
+        return start is None or _process_start_time(pid) in (None, start)
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        _HELD.pop(str(self.directory.resolve()), None)
+        owner = self._read_owner()
+        if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        # A directory this lock created and nothing else filled is removed again (a failed start).
+        if self.created_directory:
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def directory_entries(directory) -> list[Path]:
+    """The entries of ``directory`` other than its lock file and leftover temporary files."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return [p for p in directory.iterdir() if p.name != LOCK_FILE and not is_temporary(p)]
