@@ -33,14 +33,13 @@ import keras_tuner as kt
 from keras_ssm.devices import report_devices
 from tuning.hypermodel import OBJECTIVE, SSMHyperModel, TaskData
 from tuning.space import SearchSpace
-from zoo.configs import TrainConfig
+from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
 from zoo.rundir import DamagedFileError, DirectoryLock, RunDirectoryError, directory_entries, read_json, \
     write_json_atomic
 
 TUNERS = ("random", "bayesian", "hyperband")
 SWEEP_FILE = "sweep.json"
 # Config fields that do not change what a trial computes (where data and logs go).
-_RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir")
 
 
 class SweepProjectError(RunDirectoryError):
@@ -144,7 +143,7 @@ def sweep_description(tuner: str, base_config: TrainConfig, space: SearchSpace) 
 
 
 def _comparable(description: dict) -> dict:
-    base = {k: v for k, v in description["base_config"].items() if k not in _RUN_ONLY_FIELDS}
+    base = {k: v for k, v in description["base_config"].items() if k not in RUN_ONLY_FIELDS}
     return {**{k: description[k] for k in ("task", "preset", "tuner", "space")}, "base_config": base}
 
 

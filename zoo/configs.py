@@ -45,6 +45,11 @@ INITS = (None, "inv", "lin", "real", "legs", "random", "linear_magnitudes", "uni
 DISCRETIZATIONS = (None, "zoh", "bilinear")
 
 
+# Fields that say where and how loudly a run happens, not what it computes: a resuming invocation (or
+# a sweep, or an experiment rerun) may change them without making it a different run.
+RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines one zoo training run.

@@ -26,6 +26,7 @@ report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -35,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.configs import TrainConfig, get_config
+from zoo.configs import RUN_ONLY_FIELDS, TrainConfig, get_config
 from zoo.experiments import PlannedRun, resolve_seeds
-from zoo.rundir import write_json_atomic
+from zoo.rundir import DirectoryLock, read_json, write_json_atomic, write_text_atomic
 
 TASK = "delayed_recall"
 EMPIRICAL_FILE = "empirical.json"
@@ -240,8 +241,8 @@ def _finished(run) -> bool:
     path = run.run_dir / RESULTS_FILE
     if not path.exists():
         return False
-    stored = json.loads(path.read_text()).get("config", {})
-    ignore = ("verbose", "output_dir", "data_dir", "cache_dir")
+    stored = read_json(path, "Delete it to train that run again.").get("config", {})
+    ignore = RUN_ONLY_FIELDS
     mine = {k: v for k, v in run.config.to_dict().items() if k not in ignore}
     theirs = {k: v for k, v in stored.items() if k not in ignore}
     if mine != theirs:
@@ -277,8 +278,11 @@ def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> li
             if r not in todo:
                 status[r.label] = ("skipped", None)
         if todo:
-            for run, outcome in _train_group(todo, empirical_sequences, log, done, len(plan)):
-                status[run.label] = outcome
+            with contextlib.ExitStack() as locks:  # one writer per run directory
+                for run in todo:
+                    locks.enter_context(DirectoryLock(run.run_dir, "run directory"))
+                for run, outcome in _train_group(todo, empirical_sequences, log, done, len(plan)):
+                    status[run.label] = outcome
         done += len(runs)
     records = []
     for run in plan:
@@ -303,11 +307,14 @@ def collect_memory_horizon(plan, **_) -> list[dict]:
     return records
 
 
+_REDO = "Delete the run's results.json to train it again."
+
+
 def _load(record):
     out = record["run"].run_dir
-    record["results"] = json.loads((out / RESULTS_FILE).read_text())
-    record["analysis"] = json.loads((out / ANALYSIS_FILE).read_text())
-    record["empirical"] = json.loads((out / EMPIRICAL_FILE).read_text())
+    record["results"] = read_json(out / RESULTS_FILE, _REDO)
+    record["analysis"] = read_json(out / ANALYSIS_FILE, _REDO)
+    record["empirical"] = read_json(out / EMPIRICAL_FILE, _REDO)
 
 
 def _delayed_recall_arrays(config, split):
@@ -639,9 +646,7 @@ def write_memory_horizon_report(records, report_dir, *, experiment: str, command
              f"time {wall / 60:.1f} min", "", *body]
     markdown = "\n".join(lines) + "\n"
     write_json_atomic(report_dir / REPORT_JSON, {**header, **summary})
-    tmp = report_dir / f".{REPORT_MD}.tmp{os.getpid()}"
-    tmp.write_text(markdown)
-    os.replace(tmp, report_dir / REPORT_MD)
+    write_text_atomic(report_dir / REPORT_MD, markdown)
     return {"markdown": markdown, "summary": summary, **header}
 
 

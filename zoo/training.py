@@ -52,7 +52,7 @@ from zoo.callbacks import (
     tensorboard_callback,
 )
 from keras_ssm.devices import check_data_parallel, device_info, report_devices
-from zoo.configs import TrainConfig
+from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
 from zoo.models import build_model, count_parameters, input_spec_from_info
 from zoo.optim import make_optimizer
 from zoo.rundir import (
@@ -74,8 +74,6 @@ CURVES_FILE = "training_curves.png"
 MEMORY_PLOT_FILE = "memory_functions.png"
 DIVERGED_FILE = "diverged.json"
 
-# Fields that may differ between the run in a directory and a resuming invocation.
-_RESUME_INDEPENDENT = ("output_dir", "verbose", "data_dir", "cache_dir")
 # Fields that may also differ when a diverged run is continued (resume_diverged).
 _DIVERGED_RESUME_CHANGES = ("lr", "ssm_lr", "divergence_factor")
 
@@ -331,7 +329,7 @@ def _plan_run(out: Path, config: TrainConfig, overwrite: bool, resume_diverged: 
             diverged = None  # a later epoch completed since (the run was continued): the record is stale
     allowed = _DIVERGED_RESUME_CHANGES if (diverged is not None and resume_diverged) else ()
     diff = {k: (stored.get(k), v) for k, v in config.to_dict().items()
-            if k not in _RESUME_INDEPENDENT and k not in allowed and stored.get(k) != v}
+            if k not in RUN_ONLY_FIELDS and k not in allowed and stored.get(k) != v}
     diff.update({k: (v, None) for k, v in stored.items() if k not in config.to_dict()})
     if diff:
         hint = (" Only lr, ssm_lr and divergence_factor may change, and only with --resume-diverged after a "
@@ -393,7 +391,7 @@ def _say(config, message):
 
 
 def _comparable(config_dict):
-    return {k: v for k, v in config_dict.items() if k not in _RESUME_INDEPENDENT}
+    return {k: v for k, v in config_dict.items() if k not in RUN_ONLY_FIELDS}
 
 
 
