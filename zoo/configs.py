@@ -40,7 +40,7 @@ DISTRIBUTE = (None, "data")
 #: Named eigenvalue initialisations (None = the layer's default: "inv" for S4D, "legs" for S4). The config key
 #: `init` also takes the discrete families with parameters ("unity_rings:rho=0.99,p=4") and a path to a .npy
 #: file of continuous eigenvalues (N/2,) or (H, N/2) (keras_ssm.ops.init.check_eigenvalue_init).
-INITS = (None, "inv", "lin", "real", "legs", "random", "linear_magnitudes", "unity_rings")
+INITS = (None, "inv", "lin", "real", "legs", "random", "linear_magnitudes", "unity_rings", "memory")
 #: Discretizations (None = the layer's default: "zoh" for S4D, "bilinear" for S4, which requires it).
 DISCRETIZATIONS = (None, "zoh", "bilinear")
 

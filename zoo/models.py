@@ -80,11 +80,17 @@ def input_spec_from_info(info) -> InputSpec:
                      num_classes=int(info.num_classes), two_inputs=bool(info.two_inputs))
 
 
-def make_ssm_layer(config, index: int):
-    """The SSM layer of block ``index``: keras_ssm.S4D or keras_ssm.S4 with the config's settings."""
+def make_ssm_layer(config, index: int, seq_len: int | None = None):
+    """The SSM layer of block ``index``: keras_ssm.S4D or keras_ssm.S4 with the config's settings.
+
+    `init="memory"` without a horizon is designed for ``seq_len`` (the task's sequence length).
+    """
+    init = config.init
+    if init == "memory" and seq_len is not None:
+        init = f"memory:horizon={int(seq_len)}"
     kwargs = dict(
         n=config.d_state,
-        init=config.init,
+        init=init,
         trainable_eigenvalues=config.trainable_eigenvalues,
         dt_min=config.dt_min,
         dt_max=config.dt_max,
@@ -121,7 +127,7 @@ def _encode(x, config, spec: InputSpec):
     else:
         x = keras.layers.Dense(config.d_model, name="input_projection")(x)
     for i in range(config.num_layers):
-        x = keras_ssm.SSMBlock(make_ssm_layer(config, i), norm=config.norm, prenorm=config.prenorm,
+        x = keras_ssm.SSMBlock(make_ssm_layer(config, i, spec.seq_len), norm=config.norm, prenorm=config.prenorm,
                                dropout=config.dropout, norm_momentum=config.norm_momentum, name=f"block{i}")(x)
     if config.prenorm:
         x = _norm_layer(config.norm, "final_norm", config.norm_momentum)(x)

@@ -4,6 +4,8 @@ Nothing here runs inside a layer's `call()`; the layers turn these arrays into v
 `keras_ssm.ops.ArrayInitializer`.
 """
 
+import functools
+
 import numpy as np
 
 EIGENVALUE_INITS = ("inv", "lin", "real", "legs", "random")
@@ -106,11 +108,12 @@ def _check_state_size(n):
 # Any eigenvalue set: user arrays, discrete eigenvalues given directly, named discrete families.
 
 #: Named discrete-time families (eigenvalues given as lambda at dt = 1; see `discrete_family`).
-DISCRETE_INITS = ("linear_magnitudes", "unity_rings")
+DISCRETE_INITS = ("linear_magnitudes", "unity_rings", "memory")
 #: Parameters of the discrete families and their defaults.
 DISCRETE_INIT_DEFAULTS = {
     "linear_magnitudes": {"rho": 0.99},
     "unity_rings": {"rho": float(np.exp(-0.5)), "p": 2},
+    "memory": {"horizon": 1024},
 }
 #: |lambda| at dt = 1 is at most exp(-MIN_DECAY): the layers keep Re a <= -MIN_DECAY (see layers.base).
 MIN_DECAY = 1e-4
@@ -203,6 +206,8 @@ def parse_init_name(init):
             _check_rho(params["rho"])
         if "p" in params and (not isinstance(params["p"], int) or params["p"] < 1):
             raise ValueError(f"`init` {init!r}: `p` (number of rings) must be an integer >= 1.")
+        if "horizon" in params and (not isinstance(params["horizon"], int) or params["horizon"] < 1):
+            raise ValueError(f"`init` {init!r}: `horizon` (lags the memory is designed for) must be an integer >= 1.")
     return name, params
 
 
@@ -211,7 +216,30 @@ def discrete_family(name, n, **params):
     params = {**DISCRETE_INIT_DEFAULTS[name], **params}
     if name == "linear_magnitudes":
         return linear_magnitudes(n, **params)
+    if name == "memory":
+        return memory_designed(n, **params)
     return unity_rings(n, **params)
+
+
+def memory_designed(n, horizon=1024):
+    """Discrete eigenvalues (N/2,) designed for the flattest memory function over lags 0..horizon-1.
+
+    `keras_ssm.memory.design_eigenvalues(n, horizon, seed=0)` with |lambda| <= exp(-1e-4) (the layers'
+    stability margin), used at dt = 1; every channel of a layer gets the same set. The design takes
+    seconds, so it is computed once per (n, horizon) in a process and copied.
+    """
+    _check_state_size(n)
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ValueError(f"`horizon` must be an integer >= 1, got {horizon!r}.")
+    return _memory_design_cache(int(n), int(horizon)).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _memory_design_cache(n, horizon):
+    # Imported here: the design is analysis code (scipy) that most uses of the inits never need.
+    from keras_ssm.memory.design import design_eigenvalues
+
+    return design_eigenvalues(n, horizon, seed=0, max_magnitude=MAX_DISCRETE_MAGNITUDE).eigenvalues
 
 
 def continuous_from_discrete(lam, discretization="zoh"):
@@ -314,7 +342,7 @@ def check_eigenvalue_init(init, n, allowed_names=None, discretization="zoh"):
         name, params = parse_init_name(init)
         if name not in allowed:
             raise ValueError(f"`init` must be one of {allowed} for this layer, got {init!r}.")
-        if name in DISCRETE_INITS:
+        if name in DISCRETE_INITS and name != "memory":  # "memory" is designed (seconds) when the layer builds
             discrete_family(name, n, **params)  # checks rho, p against n
         return init
     half = n // 2
