@@ -43,6 +43,7 @@ from keras_ssm.memory import model_memory_functions, plot_memory_comparison
 from zoo.callbacks import (
     BestModelCheckpoint,
     EpochTimer,
+    QuietEpochLogs,
     HistoryLog,
     RunBackup,
     TrainingDivergedError,
@@ -120,7 +121,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume_diverged: bool
     with DirectoryLock(out, "run directory"):
         plan = _plan_run(out, config, overwrite, resume_diverged)
         if plan.results is not None:
-            _say(config, f"{out} already holds the finished run; pass --overwrite to train again.")
+            _say(config, f"{out} already holds the finished run; pass --overwrite to train again.\n"
+                         + result_summary(plan.results, out / RESULTS_FILE))
             return plan.results
         with _distribution_scope(config):
             return _train(config, out, plan, wall_start, callbacks)
@@ -208,6 +210,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         RunBackup(checkpoint_dir, run_state=state),  # after the above: the backup records their state
         *extra_callbacks,
     ]
+    if config.verbose:  # short epoch lines: the timings stay in history.csv, not in the progress bar
+        callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
     if initial_epoch < config.epochs:
         try:
             with divergence_errors(guard):
@@ -267,10 +271,19 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         "artifacts": artifacts,
     }
     write_json_atomic(out / RESULTS_FILE, results)
-    _say(config, f"test accuracy {results['test_accuracy']:.4f} (majority-class rate {majority_rate:.4f}), "
-                 f"best val accuracy {'n/a' if best_value is None else f'{best_value:.4f}'} at epoch {best_epoch}, "
-                 f"wall time {results['wall_time_s']:.0f} s; results in {out / RESULTS_FILE}")
+    _say(config, result_summary(results, out / RESULTS_FILE))
     return results
+
+
+def result_summary(results: dict, path) -> str:
+    """One line with a finished run's result (test accuracy, majority-class rate, best validation
+    accuracy and its epoch, wall time) and where ``results.json`` is."""
+    best = results.get("best_val_accuracy")
+    majority = results.get("majority_class_rate")
+    return (f"test accuracy {results['test_accuracy']:.4f} (majority-class rate "
+            f"{'n/a' if majority is None else f'{majority:.4f}'}), best val accuracy "
+            f"{'n/a' if best is None else f'{best:.4f}'} at epoch {results.get('best_epoch')}, "
+            f"wall time {results.get('wall_time_s', float('nan')):.0f} s; results in {path}")
 
 
 def _best_row(rows, key):
