@@ -233,7 +233,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
                  "checkpoints": CHECKPOINT_DIR}
     if (out / "tensorboard").exists():
         artifacts["tensorboard"] = "tensorboard"
-    if plot_training_curves(out / HISTORY_FILE, out / CURVES_FILE, majority_rate=majority_rate):
+    if plot_training_curves(out / HISTORY_FILE, out / CURVES_FILE, majority_rate=majority_rate,
+                            title=curves_title(config)):
         artifacts["training_curves"] = CURVES_FILE
     if plot_memory_before_after(config, train_info, checkpoint_dir / INITIAL_WEIGHTS_FILE, best,
                                 out / MEMORY_PLOT_FILE):
@@ -498,8 +499,9 @@ def read_history(path) -> dict:
     return columns
 
 
-def plot_training_curves(history_path, path, majority_rate=None) -> bool:
-    """Loss and accuracy (train and validation) per epoch from history.csv into a PNG; False if no data."""
+def plot_training_curves(history_path, path, majority_rate=None, title=None) -> bool:
+    """Loss and accuracy (train and validation) per epoch from history.csv into a PNG, under ``title``
+    (e.g. task, model, fixed/learned eigenvalues), with whole-epoch ticks; False if no data."""
     history = read_history(history_path) if Path(history_path).exists() else {}
     if not history or "epoch" not in history:
         return False
@@ -507,6 +509,7 @@ def plot_training_curves(history_path, path, majority_rate=None) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = history["epoch"] + 1
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -517,13 +520,22 @@ def plot_training_curves(history_path, path, majority_rate=None) -> bool:
         if metric == "accuracy" and majority_rate is not None:
             ax.axhline(majority_rate, color="gray", linestyle="--", linewidth=1, label="majority class (test)")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def curves_title(config) -> str:
+    """Title of a run's plots: task, preset, model, fixed or learned eigenvalues, seed."""
+    return (f"{config.task} ({config.preset} preset), {config.model.upper()}, "
+            f"{config.eigenvalue_mode} eigenvalues, seed {config.seed}")
 
 
 def memory_horizon(config, info) -> int:

@@ -331,3 +331,24 @@ def test_distribute_needs_jax(tmp_path):
         pytest.skip("checks the error raised on other backends")
     with pytest.raises(ValueError, match="JAX backend"):
         train(tiny_digits(tmp_path, distribute="data"))
+
+
+def test_training_curves_have_a_title_and_whole_epoch_ticks(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from zoo.training import curves_title, plot_training_curves
+
+    rows = ["epoch,loss,accuracy,val_loss,val_accuracy"] + [f"{e},{2 - e / 3},{0.2 + e / 10},{2.1 - e / 3},{0.2 + e / 11}"
+                                                           for e in range(3)]
+    (tmp_path / "history.csv").write_text("\n".join(rows) + "\n")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    title = curves_title(get_config("listops", "quick", trainable_eigenvalues=False))
+    assert title == "listops (quick preset), S4D, fixed eigenvalues, seed 0"
+    assert plot_training_curves(tmp_path / "history.csv", tmp_path / "curves.png", majority_rate=0.17, title=title)
+    (figure,) = figures
+    assert figure._suptitle.get_text() == title and (tmp_path / "curves.png").stat().st_size > 0
+    for ax in figure.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
