@@ -1,10 +1,9 @@
 """Tests of keras_ssm.memory: closed-form and empirical memory functions, layers, plots, CLI."""
 
 import os
+import re
 import subprocess
 import sys
-
-import re
 
 import numpy as np
 import pytest
