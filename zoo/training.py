@@ -558,6 +558,7 @@ def plot_memory_before_after(config, info, initial_weights_path, trained_model, 
     import matplotlib.pyplot as plt
 
     fig = plot_memory_comparison({"initial": before, "trained": after}, path,
-                                 title=f"{config.task} ({config.model}, {config.eigenvalue_mode} eigenvalues)")
+                                 title=f"{curves_title(config)}\nlags 0-{horizon - 1}: the smaller of the sequence "
+                                       f"length ({info.seq_len}) and memory_horizon ({config.memory_horizon})")
     plt.close(fig)
     return True
