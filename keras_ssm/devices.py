@@ -132,6 +132,9 @@ def configure_tensorflow(input_pipeline_only: bool | None = None):
         ImportError: TensorFlow is not installed (names the install commands).
     """
     global _tensorflow_configured, _tensorflow_late
+    if "tensorflow" not in sys.modules:
+        # Before TensorFlow's first import: no C++ log lines (oneDNN, CPU features, absl) below errors.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import tensorflow as tf
     except ImportError as error:

@@ -1,6 +1,7 @@
 """Tests of keras_ssm.memory: closed-form and empirical memory functions, layers, plots, CLI."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -418,3 +419,21 @@ def test_memory_cli_takes_discrete_families_and_eigenvalue_files(tmp_path, capsy
     assert out.exists()
     with pytest.raises(SystemExit):
         main(["--inits", "unity_rings:rho=1.5", "--out", str(out)])
+
+
+def test_memory_comparison_plot_tells_sets_apart_and_names_the_band(tmp_path):
+    pytest.importorskip("matplotlib")
+    from keras_ssm.memory import memory_function, plot_memory_comparison
+
+    lam = 0.97 * np.exp(1j * np.linspace(0, 1, 8))[None].repeat(4, 0) * np.linspace(0.9, 1, 4)[:, None]
+    sets = {"initial": {"ssm0": memory_function(lam, horizon=64)},
+            "trained": {"ssm0": memory_function(0.99 * lam, horizon=64)}}
+    fig = plot_memory_comparison(sets, tmp_path / "mf.png")
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    assert [line.get_linestyle() for line in ax.get_lines()] == ["-", "--"]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "initial: 10-90% of channels" in labels and "trained: 10-90% of channels" in labels
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    plain = [re.sub(r"^\\mathdefault\{(.*)\}$", r"\1", text.strip("$")) for text in shown]
+    assert "10^{0}" in plain and "0" not in plain, shown  # matplotlib's default labels both 0 and 10^0

@@ -255,9 +255,13 @@ class HistoryLog(keras.callbacks.Callback):
         write_csv_atomic(self.path, self.rows, ["epoch", *keys])
 
 
+EPOCH_TIMER_KEYS = ("train_time_s", "train_steps", "learning_rate")
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds ``train_time_s`` (training batches only, no validation), ``train_steps`` and ``learning_rate``
-    to each epoch's logs (so the history and TensorBoard record them)."""
+    to each epoch's logs (so the history and TensorBoard record them; `QuietEpochLogs` takes them out
+    again before the progress bar prints the epoch line)."""
 
     def __init__(self):
         super().__init__()
@@ -289,6 +293,20 @@ class EpochTimer(keras.callbacks.Callback):
         steps = sum(e[1] for e in epochs)
         seconds = sum(e[2] for e in epochs)
         return steps / seconds if seconds > 0 else None
+
+
+class QuietEpochLogs(keras.callbacks.Callback):
+    """Removes `EpochTimer`'s keys from each epoch's logs, so the progress bar's epoch line shows only the
+    metrics (the keys stay in whatever ran before this callback: history.csv, TensorBoard).
+
+    Keras appends its own ProgbarLogger after every given callback; put this callback last and pass a
+    ``keras.callbacks.ProgbarLogger()`` right after it so that the progress bar runs after it.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            for key in EPOCH_TIMER_KEYS:
+                logs.pop(key, None)
 
 
 def current_learning_rate(optimizer):

@@ -155,8 +155,17 @@ class TrainConfig:
     def __str__(self) -> str:
         width = max(len(name) for name in FIELD_NAMES)
         lines = [f"TrainConfig({self.task}, preset={self.preset})"]
-        lines += [f"  {name:<{width}} = {getattr(self, name)!r}" for name in FIELD_NAMES]
+        lines += [f"  {name:<{width}} = {getattr(self, name)!r}{self._resolved_note(name)}" for name in FIELD_NAMES]
         return "\n".join(lines)
+
+    def _resolved_note(self, name: str) -> str:
+        """For ``init`` and ``discretization`` left at None: what the model's layer uses instead."""
+        if name not in ("init", "discretization") or getattr(self, name) is not None or self.model not in MODELS:
+            return ""
+        import keras_ssm
+
+        layer = keras_ssm.S4D if self.model == "s4d" else keras_ssm.S4
+        return f"  (the {layer.__name__} default: {getattr(layer, 'default_' + name)!r})"
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))

@@ -43,6 +43,7 @@ from keras_ssm.memory import model_memory_functions, plot_memory_comparison
 from zoo.callbacks import (
     BestModelCheckpoint,
     EpochTimer,
+    QuietEpochLogs,
     HistoryLog,
     RunBackup,
     TrainingDivergedError,
@@ -120,7 +121,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume_diverged: bool
     with DirectoryLock(out, "run directory"):
         plan = _plan_run(out, config, overwrite, resume_diverged)
         if plan.results is not None:
-            _say(config, f"{out} already holds the finished run; pass --overwrite to train again.")
+            _say(config, f"{out} already holds the finished run; pass --overwrite to train again.\n"
+                         + result_summary(plan.results, out / RESULTS_FILE))
             return plan.results
         with _distribution_scope(config):
             return _train(config, out, plan, wall_start, callbacks)
@@ -208,6 +210,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         RunBackup(checkpoint_dir, run_state=state),  # after the above: the backup records their state
         *extra_callbacks,
     ]
+    if config.verbose:  # short epoch lines: the timings stay in history.csv, not in the progress bar
+        callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
     if initial_epoch < config.epochs:
         try:
             with divergence_errors(guard):
@@ -229,7 +233,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
                  "checkpoints": CHECKPOINT_DIR}
     if (out / "tensorboard").exists():
         artifacts["tensorboard"] = "tensorboard"
-    if plot_training_curves(out / HISTORY_FILE, out / CURVES_FILE, majority_rate=majority_rate):
+    if plot_training_curves(out / HISTORY_FILE, out / CURVES_FILE, majority_rate=majority_rate,
+                            title=curves_title(config)):
         artifacts["training_curves"] = CURVES_FILE
     if plot_memory_before_after(config, train_info, checkpoint_dir / INITIAL_WEIGHTS_FILE, best,
                                 out / MEMORY_PLOT_FILE):
@@ -267,10 +272,19 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         "artifacts": artifacts,
     }
     write_json_atomic(out / RESULTS_FILE, results)
-    _say(config, f"test accuracy {results['test_accuracy']:.4f} (majority-class rate {majority_rate:.4f}), "
-                 f"best val accuracy {'n/a' if best_value is None else f'{best_value:.4f}'} at epoch {best_epoch}, "
-                 f"wall time {results['wall_time_s']:.0f} s; results in {out / RESULTS_FILE}")
+    _say(config, result_summary(results, out / RESULTS_FILE))
     return results
+
+
+def result_summary(results: dict, path) -> str:
+    """One line with a finished run's result (test accuracy, majority-class rate, best validation
+    accuracy and its epoch, wall time) and where ``results.json`` is."""
+    best = results.get("best_val_accuracy")
+    majority = results.get("majority_class_rate")
+    return (f"test accuracy {results['test_accuracy']:.4f} (majority-class rate "
+            f"{'n/a' if majority is None else f'{majority:.4f}'}), best val accuracy "
+            f"{'n/a' if best is None else f'{best:.4f}'} at epoch {results.get('best_epoch')}, "
+            f"wall time {results.get('wall_time_s', float('nan')):.0f} s; results in {path}")
 
 
 def _best_row(rows, key):
@@ -485,8 +499,9 @@ def read_history(path) -> dict:
     return columns
 
 
-def plot_training_curves(history_path, path, majority_rate=None) -> bool:
-    """Loss and accuracy (train and validation) per epoch from history.csv into a PNG; False if no data."""
+def plot_training_curves(history_path, path, majority_rate=None, title=None) -> bool:
+    """Loss and accuracy (train and validation) per epoch from history.csv into a PNG, under ``title``
+    (e.g. task, model, fixed/learned eigenvalues), with whole-epoch ticks; False if no data."""
     history = read_history(history_path) if Path(history_path).exists() else {}
     if not history or "epoch" not in history:
         return False
@@ -494,6 +509,7 @@ def plot_training_curves(history_path, path, majority_rate=None) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = history["epoch"] + 1
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -504,13 +520,22 @@ def plot_training_curves(history_path, path, majority_rate=None) -> bool:
         if metric == "accuracy" and majority_rate is not None:
             ax.axhline(majority_rate, color="gray", linestyle="--", linewidth=1, label="majority class (test)")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def curves_title(config) -> str:
+    """Title of a run's plots: task, preset, model, fixed or learned eigenvalues, seed."""
+    return (f"{config.task} ({config.preset} preset), {config.model.upper()}, "
+            f"{config.eigenvalue_mode} eigenvalues, seed {config.seed}")
 
 
 def memory_horizon(config, info) -> int:
@@ -533,6 +558,7 @@ def plot_memory_before_after(config, info, initial_weights_path, trained_model, 
     import matplotlib.pyplot as plt
 
     fig = plot_memory_comparison({"initial": before, "trained": after}, path,
-                                 title=f"{config.task} ({config.model}, {config.eigenvalue_mode} eigenvalues)")
+                                 title=f"{curves_title(config)}\nlags 0-{horizon - 1}: the smaller of the sequence "
+                                       f"length ({info.seq_len}) and memory_horizon ({config.memory_horizon})")
     plt.close(fig)
     return True

@@ -42,8 +42,8 @@ def _check_band(band):
     return float(band[0]), float(band[1])
 
 
-def _draw(ax, label, memory, color, band, show_capacity):
-    """Channel-mean curve of ``memory`` (..., T) with a quantile band over channels."""
+def _draw(ax, label, memory, color, band, show_capacity, linestyle="-"):
+    """Channel-mean curve of ``memory`` (..., T) with a quantile band over channels (named in the legend)."""
     values = _memory_values(memory)
     curves = values.reshape(-1, values.shape[-1])
     lags = np.arange(curves.shape[-1])
@@ -52,15 +52,28 @@ def _draw(ax, label, memory, color, band, show_capacity):
     if show_capacity:
         capacity = float(curves.sum(axis=-1).mean())
         text = f"{label} (MC = {capacity:.1f})" if label else f"MC = {capacity:.1f}"
-    (line,) = ax.plot(lags, mean, color=color, lw=1.5, label=text or None)
+    (line,) = ax.plot(lags, mean, color=color, lw=1.5, linestyle=linestyle,
+                      label=f"{text}: mean over channels" if text else "mean over channels")
     if band is not None and curves.shape[0] > 1:
         low, high = np.quantile(curves, band, axis=0)
-        ax.fill_between(lags, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        quantiles = f"{100 * band[0]:g}-{100 * band[1]:g}% of channels"
+        ax.fill_between(lags, low, high, color=line.get_color(), alpha=0.2, lw=0,
+                        label=f"{label}: {quantiles}" if label else quantiles)
+
+
+def matplotlib_ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
 
 
 def _style(ax, log_lag, log_mf, title):
     if log_lag:
         ax.set_xscale("symlog", linthresh=1.0, linscale=0.3)
+        # no "0" label crowding "10^0" (the axis starts at lag 0 all the same)
+        default = ax.xaxis.get_major_formatter()
+        ax.xaxis.set_major_formatter(
+            matplotlib_ticker().FuncFormatter(lambda value, pos: "" if value == 0 else default(value, pos)))
     ax.set_xlim(left=0)
     if log_mf:
         ax.set_yscale("log")
@@ -168,7 +181,8 @@ def plot_memory_comparison(
         ax = axes[panel // ncols][panel % ncols]
         for index, (label, layer_dict) in enumerate(memory_sets.items()):
             if name in layer_dict:
-                _draw(ax, str(label), layer_dict[name], f"C{index % 10}", band, True)
+                _draw(ax, str(label), layer_dict[name], f"C{index % 10}", band, True,
+                      linestyle=("-", "--", ":", "-.")[index % 4])  # sets stay apart where they overlap
         _style(ax, log_lag, log_mf, name)
         ax.legend(fontsize=7, frameon=False)
     for panel in range(len(layer_names), nrows * ncols):

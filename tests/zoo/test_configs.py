@@ -146,3 +146,15 @@ def test_frozen_modes_config_key():
         get_config("digits", frozen_modes=1.5)
     with pytest.raises(ValueError, match="trainable_eigenvalues=true"):
         get_config("digits", frozen_modes=0.5, trainable_eigenvalues=False)
+
+
+def test_config_dump_says_what_none_resolves_to():
+    import keras_ssm
+
+    dump = str(get_config("listops", "quick", model="s4"))
+    lines = {line.split("=")[0].strip(): line for line in dump.splitlines()[1:]}
+    assert f"(the S4 default: {keras_ssm.S4.default_init!r})" in lines["init"]
+    assert f"(the S4 default: {keras_ssm.S4.default_discretization!r})" in lines["discretization"]
+    dump = str(get_config("listops", "quick", model="s4d", init="lin", discretization="bilinear"))
+    lines = {line.split("=")[0].strip(): line for line in dump.splitlines()[1:]}
+    assert lines["init"].rstrip().endswith("'lin'") and lines["discretization"].rstrip().endswith("'bilinear'")

@@ -315,3 +315,14 @@ def test_the_data_cli_reports_a_data_error_in_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "basic_train.tsv has a header but no data rows" in err and "Traceback" not in err
+
+
+def test_generation_and_cache_location_said_in_one_line(tmp_path, capsys):
+    config = lo.ListOpsGeneratorConfig(num_train=20, num_val=5, num_test=5, min_length=8, max_length=30)
+    directory = lo.ensure_generated(tmp_path, config, num_workers=1, progress=True)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("listops:")]
+    assert said == [f"listops: generating 30 examples (lengths 8-30, seed 0) into {directory}; later runs reuse them"]
+    lo._ANNOUNCED.discard(directory)  # as in a new process
+    for _ in range(3):  # train, val, test
+        assert lo.ensure_generated(tmp_path, config, num_workers=1, progress=True) == directory
+    assert capsys.readouterr().out.splitlines() == [f"listops: using the generated data cached in {directory}"]

@@ -230,11 +230,20 @@ def test_kill_and_resume_with_fixed_eigenvalues(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_quick_listops_preset_end_to_end(tmp_path):
-    """`python zoo/train.py listops` (the quick preset) on freshly generated data: all artifacts, above chance."""
+def test_quick_listops_preset_end_to_end(tmp_path, capsys):
+    """`python zoo/train.py listops` (the quick preset) on freshly generated data: all artifacts, above chance;
+    short epoch lines; a rerun prints the finished run's result."""
     config = get_config("listops", "quick", output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
                         verbose=2)
     results = train(config)
+    printed = capsys.readouterr().out
+    epoch_lines = [line for line in printed.splitlines() if "val_accuracy" in line]
+    assert len(epoch_lines) == config.epochs, printed
+    for line in epoch_lines:
+        assert "train_time_s" not in line and "train_steps" not in line and "learning_rate" not in line, line
+    assert train(config) == json.loads(json.dumps(results))
+    rerun = capsys.readouterr().out
+    assert "already holds the finished run" in rerun and f"test accuracy {results['test_accuracy']:.4f}" in rerun
     run = tmp_path / "run"
     for name in ("config.json", "history.csv", "best.keras", "results.json", "training_curves.png",
                  "memory_functions.png", "checkpoints/training_metadata.json", "checkpoints/initial.weights.h5"):
@@ -249,7 +258,8 @@ def test_quick_listops_preset_end_to_end(tmp_path):
     assert results["device"]["backend"] == keras.backend.backend() and results["device"]["count"] >= 1
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == config.epochs and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+    assert len(rows) == config.epochs
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "train_time_s", "learning_rate"} <= set(rows[0])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run / "tensorboard" / "validation")).Reload()
@@ -321,3 +331,24 @@ def test_distribute_needs_jax(tmp_path):
         pytest.skip("checks the error raised on other backends")
     with pytest.raises(ValueError, match="JAX backend"):
         train(tiny_digits(tmp_path, distribute="data"))
+
+
+def test_training_curves_have_a_title_and_whole_epoch_ticks(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from zoo.training import curves_title, plot_training_curves
+
+    rows = ["epoch,loss,accuracy,val_loss,val_accuracy"] + [f"{e},{2 - e / 3},{0.2 + e / 10},{2.1 - e / 3},{0.2 + e / 11}"
+                                                           for e in range(3)]
+    (tmp_path / "history.csv").write_text("\n".join(rows) + "\n")
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    title = curves_title(get_config("listops", "quick", trainable_eigenvalues=False))
+    assert title == "listops (quick preset), S4D, fixed eigenvalues, seed 0"
+    assert plot_training_curves(tmp_path / "history.csv", tmp_path / "curves.png", majority_rate=0.17, title=title)
+    (figure,) = figures
+    assert figure._suptitle.get_text() == title and (tmp_path / "curves.png").stat().st_size > 0
+    for ax in figure.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

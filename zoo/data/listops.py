@@ -303,6 +303,9 @@ def ensure_generated(cache_dir: Path, config: ListOpsGeneratorConfig, num_worker
     problem = generated_data_problem(directory, config)
     if problem is None:
         logger.info("listops: reusing generated data in %s", directory)
+        if progress and directory not in _ANNOUNCED:  # once per process, not once per split
+            print(f"listops: using the generated data cached in {directory}", flush=True)
+        _ANNOUNCED.add(directory)
         return directory
     if not generate:
         state = "not found" if problem == "missing" else f"damaged ({problem})"
@@ -313,12 +316,20 @@ def ensure_generated(cache_dir: Path, config: ListOpsGeneratorConfig, num_worker
     if problem != "missing":
         logger.warning("listops: generated data in %s is damaged (%s); regenerating it", directory, problem)
     logger.info("listops: generating %s into %s", config, directory)
+    if progress:
+        print(f"listops: generating {config.num_train + config.num_val + config.num_test} examples "
+              f"(lengths {config.min_length}-{config.max_length}, seed {config.seed}) into {directory}; "
+              f"later runs reuse them", flush=True)
     with atomic_directory(directory, replace=problem != "missing") as tmp_dir:
         generate_listops_files(tmp_dir, config, num_workers=num_workers, progress=progress)
         for split, rows in expected_rows(config).items():
             record_check(tmp_dir / SPLIT_FILES[split], rows=rows)
     logger.info("listops: wrote %s", directory)
+    _ANNOUNCED.add(directory)
     return directory
+
+
+_ANNOUNCED: set[Path] = set()  # cache directories whose location this process has printed
 
 
 def read_listops_tsv(path: Path) -> SplitData:
