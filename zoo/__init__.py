@@ -9,3 +9,19 @@ tensorflow backend and by the tf.data input pipeline on the others. Errors are s
 import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: The model-zoo API, loaded on first use (so that ``import zoo`` stays light and the line above
+#: takes effect before Keras loads): ``zoo.build_model("listops", preset="full")`` returns the preset's
+#: uncompiled model, ``zoo.load_run(run_dir)`` a run's best model and config, ``zoo.evaluate_run(run_dir)``
+#: its test accuracy and loss.
+_LAZY = {"build_model": "zoo.models", "get_config": "zoo.configs", "load_run": "zoo.training",
+         "evaluate_run": "zoo.training", "train": "zoo.training"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

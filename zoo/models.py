@@ -21,6 +21,7 @@ import keras
 
 import keras_ssm
 from keras_ssm.layers.pooling import LastStep, MaskedMeanPooling
+from zoo.configs import DEFAULT_PRESET, get_config
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,31 @@ def _encode(x, config, spec: InputSpec):
     return MaskedMeanPooling(name="mean_pool")(x)
 
 
-def build_model(config, spec) -> keras.Model:
-    """The classifier of ``config`` for inputs described by ``spec`` (InputSpec or zoo.data.TaskInfo).
+def build_model(config, spec=None, *, preset: str | None = None, **overrides) -> keras.Model:
+    """The zoo classifier of a task preset or a config, uncompiled.
+
+        zoo.build_model("listops")                              # the quick preset
+        zoo.build_model("listops", preset="full", model="s4")   # any TrainConfig field as an override
+        zoo.build_model(config, info)                           # what training does
+
+    Args:
+        config: a task name (one of ``zoo.configs.TASKS``: its ``preset`` config with ``overrides``) or a
+            ``zoo.configs.TrainConfig``.
+        spec: the inputs, an InputSpec or a ``zoo.data.TaskInfo``; None = the task's nominal LRA shape
+            (``nominal_input_spec``, honouring the config's ``max_length`` / ``seq_len`` / ``encoding``).
+        preset: "full", "small" or "quick" (default: the zoo's default preset); only with a task name.
+        overrides: TrainConfig fields; only with a task name.
 
     Returns a built functional ``keras.Model`` producing logits (batch, num_classes); two inputs
     ``[x1, x2]`` when ``spec.two_inputs``.
     """
+    if isinstance(config, str):
+        config = get_config(config, preset or DEFAULT_PRESET, **overrides)
+    elif preset is not None or overrides:
+        raise ValueError("`preset` and config overrides go with a task name; with a TrainConfig, use "
+                         "config.replace(...).")
+    if spec is None:
+        spec = nominal_input_spec(config.task, config.data_options)
     if not isinstance(spec, InputSpec):
         spec = input_spec_from_info(spec)
     if (spec.vocab_size is None) == (spec.n_features is None):

@@ -47,12 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
             "tensorboard/, best.keras, checkpoints/, results.json, training_curves.png, "
             "memory_functions.png) go to --output-dir; rerunning the same command resumes an interrupted run."
         ),
+        epilog=("Backend: Keras' KERAS_BACKEND environment variable, jax, tensorflow or torch (Keras' default when "
+                "unset is tensorflow; the README's commands set jax). The run prints the backend and device it uses "
+                "at its start. Use --print-config to see every resolved setting."),
     )
-    parser.add_argument("task", choices=TASKS, help="LRA task (or 'digits', the scikit-learn digits stand-in).")
+    parser.add_argument("task", nargs="?", choices=TASKS,
+                        help="LRA task (or 'digits', the scikit-learn digits stand-in); omitted with --evaluate.")
+    parser.add_argument("--evaluate", default=None, metavar="RUN_DIR",
+                        help="train nothing: load RUN_DIR's best.keras and print its accuracy and loss on the "
+                             "run's own test split (the task and data options of its config.json).")
     parser.add_argument("--preset", choices=PRESETS, default=None,
                         help=f"model/data size: full = published LRA sizes, small = official '-small' sizes, "
                              f"quick = minutes on a CPU (default: {DEFAULT_PRESET}).")
-    parser.add_argument("--model", choices=MODELS, default=None, help="SSM layer: keras_ssm.S4D or keras_ssm.S4.")
+    parser.add_argument("--model", choices=MODELS, default=None, help="SSM layer: keras_ssm.S4D or keras_ssm.S4 (default: s4d, every preset).")
     eig = parser.add_mutually_exclusive_group()
     eig.add_argument("--fixed-eigenvalues", dest="trainable_eigenvalues", action="store_false", default=None,
                      help="freeze the eigenvalues and dt (the reservoir setting); C, D and the rest still train.")
@@ -64,20 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "continuous eigenvalues, shape (N/2,) or (H, N/2) (default: the layer's, 'inv' for "
                              "S4D, 'legs' for S4).")
     parser.add_argument("--frozen-modes", type=float, default=None, metavar="FRACTION",
-                        help="freeze this fraction of each channel's eigenvalues while the rest train (0..1).")
-    parser.add_argument("--dt-min", type=float, default=None, help="smallest initial step size dt.")
-    parser.add_argument("--dt-max", type=float, default=None, help="largest initial step size dt.")
-    parser.add_argument("--epochs", type=int, default=None, help="number of epochs (preset value if omitted).")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (preset value if omitted).")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of the non-SSM parameters.")
+                        help="freeze this fraction of each channel's eigenvalues while the rest train (0..1; default: none).")
+    parser.add_argument("--dt-min", type=float, default=None, help="smallest initial step size dt (default: the preset's, 0.001 for the LRA tasks).")
+    parser.add_argument("--dt-max", type=float, default=None, help="largest initial step size dt (default: the preset's, 0.1 for the LRA tasks).")
+    parser.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the preset's).")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the preset's).")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of the non-SSM parameters (default: the preset's).")
     parser.add_argument("--ssm-lr", type=float, default=None,
-                        help="peak learning rate of the SSM parameters (A, dt, B; no weight decay).")
+                        help="peak learning rate of the SSM parameters (A, dt, B; no weight decay; default: 0.001).")
     parser.add_argument("--data-dir", default=None,
                         help="directory with the official task files / prepared tfds data (default: generate "
                              "ListOps and Pathfinder into the cache; see zoo.data).")
     parser.add_argument("--cache-dir", default=None,
                         help="data cache (default: $KERAS_SSM_DATA or ~/.cache/keras_ssm/data).")
-    parser.add_argument("--seed", type=int, default=None, help="random seed of weights, shuffling and dropout.")
+    parser.add_argument("--seed", type=int, default=None, help="random seed of weights, shuffling and dropout (default: 0).")
     parser.add_argument("--output-dir", default=None,
                         help="run directory (default: runs/<task>-<preset>-<model>-<fixed|learned>-seed<k>).")
     parser.add_argument("--config", default=None, metavar="FILE.json",
@@ -88,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"Keys: {', '.join(FIELD_NAMES)}.")
     parser.add_argument("--distribute", choices=["data"], default=None,
                         help="data-parallel training over all local devices (keras.distribution.DataParallel; "
-                             "JAX backend only).")
+                             "JAX backend only; default: one device).")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run in the output directory instead of resuming it (the new "
                              "config's data and model are checked first; nothing is deleted if they fail).")
@@ -96,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue a run that stopped on divergence from its last completed epoch; --lr, "
                              "--ssm-lr and --set divergence_factor=... may then differ from the stored config.")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
-                        help="Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")
+                        help="Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent (default: 1).")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit.")
     return parser
 
@@ -193,6 +200,10 @@ def main(argv=None) -> int:
 
 
 def _main(args) -> int:
+    if args.evaluate is not None:
+        return _evaluate(args)
+    if args.task is None:
+        return fail("the task is required (one of: " + ", ".join(TASKS) + "), or --evaluate RUN_DIR.")
     try:
         config = resolve_config(args)
     except ValueError as err:
@@ -217,6 +228,23 @@ def _main(args) -> int:
         if want_traceback():
             raise
         return fail(err)
+    return 0
+
+
+def _evaluate(args) -> int:
+    if args.task is not None:
+        return fail(f"--evaluate takes the task from RUN_DIR's config.json; drop the task argument {args.task!r}.")
+    from zoo.training import evaluate_run
+
+    try:
+        result = evaluate_run(args.evaluate, batch_size=args.batch_size)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        if want_traceback():
+            raise
+        return fail(err)
+    print(f"{result['task']} {result['split']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on "
+          f"{result['examples']} examples (majority-class rate {result['majority_class_rate']:.4f}); "
+          f"model {Path(args.evaluate) / 'best.keras'}")
     return 0
 
 

@@ -78,7 +78,7 @@ DIVERGED_FILE = "diverged.json"
 # Fields that may also differ when a diverged run is continued (resume_diverged).
 _DIVERGED_RESUME_CHANGES = ("lr", "ssm_lr", "divergence_factor")
 
-__all__ = ["train", "RunDirectoryError", "TrainingDivergedError", "compile_model", "read_history"]
+__all__ = ["train", "load_run", "evaluate_run", "RunDirectoryError", "TrainingDivergedError", "compile_model", "read_history"]
 
 
 @dataclass
@@ -274,6 +274,43 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     write_json_atomic(out / RESULTS_FILE, results)
     _say(config, result_summary(results, out / RESULTS_FILE))
     return results
+
+
+def load_run(run_dir) -> tuple[keras.Model, TrainConfig]:
+    """The best-validation model (``best.keras``) of a zoo run directory and the run's TrainConfig.
+
+    Raises:
+        RunDirectoryError: ``run_dir`` is not a run directory (no ``config.json``) or holds no
+            ``best.keras`` yet (no epoch has finished).
+    """
+    out = Path(run_dir).expanduser()
+    if not (out / CONFIG_FILE).is_file():
+        raise RunDirectoryError(f"{out} is not a zoo run directory: it has no {CONFIG_FILE}. Give the directory "
+                                f"that `python zoo/train.py` wrote (its --output-dir).")
+    if not (out / BEST_MODEL_FILE).is_file():
+        raise RunDirectoryError(f"{out} has no {BEST_MODEL_FILE} yet: no epoch of the run has finished. Train it "
+                                f"first (rerunning its command resumes it).")
+    config = TrainConfig.from_dict(read_json(out / CONFIG_FILE, "Restore it from a copy, or train the run again."))
+    return keras.saving.load_model(out / BEST_MODEL_FILE, compile=False), config
+
+
+def evaluate_run(run_dir, split: str = "test", *, batch_size: int | None = None) -> dict:
+    """Evaluate a run's ``best.keras`` on a split of the run's own data (its config.json's task and
+    data options).
+
+    Returns ``{"run_dir", "task", "split", "accuracy", "loss", "examples", "majority_class_rate"}``.
+    """
+    from zoo.data import load_task
+
+    model, config = load_run(run_dir)
+    dataset, info = load_task(config.task, split, data_dir=config.data_dir, cache_dir=config.cache_dir,
+                              batch_size=batch_size or config.batch_size, seed=config.seed, **config.data_options)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    metrics = model.evaluate(dataset, return_dict=True, verbose=0)
+    return {"run_dir": str(run_dir), "task": config.task, "split": split, "accuracy": float(metrics["accuracy"]),
+            "loss": float(metrics["loss"]), "examples": int(info.num_examples),
+            "majority_class_rate": info.majority_rate}
 
 
 def result_summary(results: dict, path) -> str:
