@@ -326,3 +326,17 @@ def test_generation_and_cache_location_said_in_one_line(tmp_path, capsys):
     for _ in range(3):  # train, val, test
         assert lo.ensure_generated(tmp_path, config, num_workers=1, progress=True) == directory
     assert capsys.readouterr().out.splitlines() == [f"listops: using the generated data cached in {directory}"]
+
+
+def test_the_data_cli_lists_every_tasks_options_and_prepares_a_presets_data(tmp_path, capsys):
+    from zoo.configs import get_config
+    from zoo.data.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "listops: num_train=96000" in help_text and "delayed_recall: delay=" in help_text
+    main(["digits", "--preset", "quick", "--cache-dir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    _, info = load_task("digits", "test", cache_dir=tmp_path, batch_size=8, **get_config("digits", "quick").data_options)
+    assert f"test {info}" in printed
