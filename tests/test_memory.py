@@ -100,6 +100,15 @@ def test_infinite_horizon_is_the_long_finite_horizon_limit():
     assert infinite.rank == long_finite.rank == 16
 
 
+def test_finite_window_rises_at_its_last_lags_and_the_time_average_does_not():
+    """The edge effect the zoo's plots avoid by drawing the time-averaged (infinite-horizon) MF."""
+    slow = np.exp(-np.array([0.002, 0.004]) + 1j * np.array([0.01, 0.3]))  # decay time >> the window
+    finite = memory_function(slow, horizon=128).values
+    stationary = memory_function(slow, horizon=128, infinite_horizon=True).values
+    assert finite[-1] > 1.3 * finite[64]  # the window's edge: 0.034 vs 0.023
+    assert np.all(np.diff(stationary[1:]) <= 1e-12)
+
+
 def test_invariance_to_input_vector_scaling():
     lam = discrete("inv", n=16, dt=0.02)
     rng = np.random.default_rng(1)

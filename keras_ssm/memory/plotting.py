@@ -51,7 +51,7 @@ def _draw(ax, label, memory, color, band, show_capacity, linestyle="-"):
     text = label
     if show_capacity:
         capacity = float(curves.sum(axis=-1).mean())
-        text = f"{label} (MC = {capacity:.1f})" if label else f"MC = {capacity:.1f}"
+        text = f"{label} (MF summed over these lags: {capacity:.1f})" if label else f"MF summed over these lags: {capacity:.1f}"
     (line,) = ax.plot(lags, mean, color=color, lw=1.5, linestyle=linestyle,
                       label=f"{text}: mean over channels" if text else "mean over channels")
     if band is not None and curves.shape[0] > 1:
