@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "--set d_model=32 --set data_options.num_train=1000. Repeatable. The experiment's own "
                              "keys (task, preset, model, init, seed, trainable_eigenvalues, output_dir) are refused.")
     parser.add_argument("--title", default=None, help="report title (default: 'Fixed versus learned eigenvalues').")
+    _add_shard_argument(parser, "task, init and seed (its fixed and learned run)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: write the report from the runs already finished in --output-dir.")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2,
@@ -179,7 +180,37 @@ def build_memory_parser(name: str) -> argparse.ArgumentParser:
     parser.add_argument("--report-dir", default=None, help="where the report goes (default: --output-dir).")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs.")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0, help="Keras fit verbosity (default 0).")
+    _add_shard_argument(parser, "setting, mode and seed (its delays share one compiled model)")
     return parser
+
+
+def _add_shard_argument(parser, group: str) -> None:
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help=f"train only shard K of N (1 <= K <= N) of the run list, into the shared --output-dir: "
+                             f"every N-th group of runs of one {group}. Start shards 1..N with otherwise identical "
+                             f"arguments (any machines sharing the directory); then build the report with "
+                             f"--report-only (default: one process trains every run).")
+
+
+def _shard_plan(args, plan, group_key):
+    """(the runs this process trains, (K, N) or None); checks --shard and records/compares the plan."""
+    from zoo.shards import claim_plan, parse_shard, select_shard
+
+    if args.shard is None:
+        return plan, None
+    shard = parse_shard(args.shard)
+    if args.report_only:
+        raise ValueError("--shard and --report-only exclude each other: the report covers every shard's runs.")
+    claim_plan(args.output_dir, [run.label for run in plan], shard[1])
+    return select_shard(plan, shard, group_key), shard
+
+
+def _shard_done(shard, records) -> int:
+    k, n = shard
+    failed = sum(r["status"] == "failed" for r in records)
+    print(f"Shard {k}/{n} done: {len(records)} runs ({failed} failed). When every shard is done, rerun the "
+          f"command without --shard and with --report-only to write the report.", flush=True)
+    return 1 if failed else 0
 
 
 def main_memory(name, rest, argv) -> int:
@@ -199,7 +230,7 @@ def main_memory(name, rest, argv) -> int:
     parser = build_memory_parser(name)
     args = parser.parse_args(rest)
     preset = MEMORY_PRESETS[args.preset]
-    output_dir = args.output_dir or str(Path("runs") / f"{name}-{args.preset}")
+    output_dir = args.output_dir = args.output_dir or str(Path("runs") / f"{name}-{args.preset}")
     try:
         if args.first_seed < 0:
             raise ValueError(f"--first-seed must be >= 0, got {args.first_seed}.")
@@ -225,9 +256,12 @@ def main_memory(name, rest, argv) -> int:
                                    seeds=list(range(args.first_seed, args.first_seed + seeds)),
                                    output_dir=output_dir, preset=args.preset, frozen_modes=args.frozen_modes,
                                    overrides=overrides, verbose=args.verbose)
+        mine, shard = _shard_plan(args, plan, lambda run: (run.setting.dirname, run.mode, run.seed))
     except ValueError as err:
         parser.error(str(err))
     sequences = preset["empirical_sequences"]
+    if shard is not None:
+        return _shard_done(shard, run_memory_horizon(mine, empirical_sequences=sequences))
     version = code_version()
     records = (collect_memory_horizon(plan, empirical_sequences=sequences) if args.report_only
                else run_memory_horizon(plan, empirical_sequences=sequences))
@@ -246,6 +280,7 @@ def main_fixed_vs_learned(rest, argv) -> int:
         args.output_dir = str(Path("runs") / f"experiment-{args.preset}-{args.model}")
     try:
         plan = plan_from_args(args)
+        mine, shard = _shard_plan(args, plan, lambda run: (run.task, run.init, run.seed))
     except ValueError as err:
         parser.error(str(err))
 
@@ -255,6 +290,8 @@ def main_fixed_vs_learned(rest, argv) -> int:
 
     command = _command(argv)
     try:
+        if shard is not None:
+            return _shard_done(shard, run_experiment(mine))
         records = collect_records(plan) if args.report_only else run_experiment(plan)
     except RunDirectoryError as err:
         print(f"error: {err}", file=sys.stderr)
