@@ -31,6 +31,7 @@ from pathlib import Path
 import keras_tuner as kt
 
 from keras_ssm.devices import report_devices
+from tuning.distributed import DEFAULT_CONNECT_TIMEOUT, ID_ENV, distributed_role, wait_for_chief
 from tuning.hypermodel import OBJECTIVE, SSMHyperModel, TaskData
 from tuning.space import SearchSpace
 from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
@@ -39,6 +40,7 @@ from zoo.rundir import DamagedFileError, DirectoryLock, RunDirectoryError, direc
 
 TUNERS = ("random", "bayesian", "hyperband")
 SWEEP_FILE = "sweep.json"
+WORKERS_DIR = "workers"  # workers/<tuner id>/.lock: one process per worker id of a distributed sweep
 # Config fields that do not change what a trial computes (where data and logs go).
 
 
@@ -76,7 +78,8 @@ class _SweepTunerMixin:
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     def save(self):
-        self.oracle.save()
+        if not self._is_worker():  # a worker's oracle is the chief's, reached over gRPC
+            self.oracle.save()
         write_json_atomic(self._get_tuner_fname(), self.get_state())
 
     def run_trial(self, trial, *args, **kwargs):
@@ -218,6 +221,7 @@ class SweepResult:
     resumed: bool
     report: dict  # tuning.report.write_report's return value
     stopped_early: str | None = None  # why the search stopped before max_trials (consecutive failures)
+    worker: str | None = None  # a distributed worker's tuner id (the chief writes the report; ``report`` is None)
 
 
 def default_project_name(base_config: TrainConfig, tuner: str) -> str:
@@ -227,7 +231,7 @@ def default_project_name(base_config: TrainConfig, tuner: str) -> str:
 def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "random", max_trials: int = 10,
               directory="sweeps", project_name: str | None = None, overwrite: bool = False,
               max_consecutive_failures: int = 3, hyperband_factor: int = 3,
-              data: TaskData | None = None) -> SweepResult:
+              data: TaskData | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SweepResult:
     """Run (or resume) a sweep and write its report; see the module docstring for the files.
 
     Args:
@@ -243,10 +247,18 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
             result says so; the report covers the trials run).
         hyperband_factor: Hyperband's reduction factor.
         data: preloaded task data (default: loaded from ``base_config``).
+        connect_timeout: a distributed worker's wait for the chief, in seconds.
+
+    Distributed (KerasTuner's chief/worker mode, set by its environment variables; tuning.distributed):
+    the chief validates and locks the project, serves the oracle and writes the report over every
+    worker's trials; a worker checks that the chief's sweep.json describes the same sweep, locks
+    ``workers/<tuner id>/`` (one process per id) and runs the trials the chief hands out. The chief and
+    the workers must see the same ``directory`` (a shared file system when on several machines).
 
     Raises:
         ValueError / SweepProjectError: invalid arguments, a project holding another sweep or a damaged
             file, or another process using the project, before any trial runs.
+        ConnectionError: a worker could not reach the chief within ``connect_timeout``.
     """
     if tuner not in TUNERS:
         raise ValueError(f"`tuner` must be one of {TUNERS}, got {tuner!r}.")
@@ -254,6 +266,17 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         raise ValueError(f"`max_trials` must be an integer >= 1, got {max_trials!r}.")
     project_name = project_name or default_project_name(base_config, tuner)
     project_dir = Path(directory) / project_name
+    role = distributed_role()
+    if role is not None and not role.is_chief:
+        if overwrite:
+            raise ValueError("--overwrite starts a sweep over: give it to the chief (or a single-process sweep), "
+                             "not to a worker.")
+        print(f"Worker {role.tuner_id!r}: waiting for the chief's oracle at {role.address} "
+              f"(up to {connect_timeout:g} s).", flush=True)
+        wait_for_chief(role, connect_timeout)
+        with DirectoryLock(project_dir / WORKERS_DIR / role.tuner_id, "sweep worker"):
+            return _run_worker(base_config, space, tuner, max_trials, directory, project_name, project_dir, role,
+                               max_consecutive_failures, hyperband_factor, data)
     with DirectoryLock(project_dir, "sweep project"):
         return _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
                           max_consecutive_failures, hyperband_factor, data)
@@ -279,6 +302,10 @@ def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, p
                 entry.unlink()
     write_json_atomic(project_dir / SWEEP_FILE, description)
 
+    role = distributed_role()
+    if role is not None:
+        print(f"Chief {role.tuner_id!r}: serving the oracle at {role.address}; the workers train the trials "
+              f"(start them with the same command and their own {ID_ENV}).", flush=True)
     print(f"{'Resuming' if resumed else 'Starting'} {tuner} sweep of {base_config.task} "
           f"(preset {base_config.preset}, {base_config.model}) in {project_dir}: {max_trials} trials of "
           f"{base_config.epochs} epoch(s), objective {OBJECTIVE}.\nSearch space:\n{space.describe()}", flush=True)
@@ -298,3 +325,24 @@ def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, p
                 write_json_atomic(Path(keras_tuner.get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
     report = write_report(project_dir)
     return SweepResult(project_dir=project_dir, resumed=resumed, report=report, stopped_early=stopped_early)
+
+
+def _run_worker(base_config, space, tuner, max_trials, directory, project_name, project_dir, role,
+                max_consecutive_failures, hyperband_factor, data):
+    """A distributed worker: the chief's sweep.json must describe this sweep; then train what the chief hands out."""
+    if not (project_dir / SWEEP_FILE).exists():
+        raise SweepProjectError(f"{project_dir} holds no {SWEEP_FILE}, which the chief writes before it serves: the "
+                                f"workers must see the chief's --directory (the same path on a shared file system).")
+    stored = _comparable(read_sweep_file(project_dir))
+    current = _comparable(json.loads(json.dumps(sweep_description(tuner, base_config, space))))
+    if stored != current:
+        raise SweepProjectError(f"worker {role.tuner_id!r} was started for another sweep than the chief's "
+                                f"({_describe_difference(stored, current)}); start it with the chief's arguments.")
+    hypermodel = SSMHyperModel(base_config, space, data=data)
+    hypermodel.data()
+    keras_tuner = make_tuner(tuner, hypermodel, max_trials=max_trials, directory=directory,
+                             project_name=project_name, seed=base_config.seed,
+                             max_consecutive_failures=max_consecutive_failures, hyperband_factor=hyperband_factor)
+    print(f"Worker {role.tuner_id!r}: connected to {role.address}; training trials of {project_dir}.", flush=True)
+    keras_tuner.search()
+    return SweepResult(project_dir=project_dir, resumed=False, report=None, worker=role.tuner_id)

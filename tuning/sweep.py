@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
             f"dt_min; init one of {', '.join(INIT_CHOICES)}; trainable_eigenvalues true/false; lr log-uniform "
             "[1e-3, 3e-2]. Precedence: defaults < --space file < --range < --fix. "
             'Space file example: {"dt_min": [1e-4, 1e-2], "init": ["inv", "lin"], "trainable_eigenvalues": false}. '
-            "Train the best configuration with: python zoo/train.py TASK --config <project>/best.json"
+            "Train the best configuration with: python zoo/train.py TASK --config <project>/best.json. "
+            "Distributed (KerasTuner's chief/worker mode): start the same command once with "
+            "KERASTUNER_TUNER_ID=chief and once per worker with KERASTUNER_TUNER_ID=worker<k>, all with "
+            "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set to the chief's address and a shared --directory."
         ),
     )
     parser.add_argument("task", choices=TASKS, help="zoo task (an LRA task or 'digits', the scikit-learn stand-in).")
@@ -87,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop the sweep after this many failed trials in a row (e.g. diverged in the first "
                              "epoch; default: 3).")
     parser.add_argument("--hyperband-factor", type=int, default=3, help="Hyperband's reduction factor (default: 3).")
+    parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="distributed worker: how long to wait for the chief's oracle before failing "
+                             "(default: 60).")
     parser.add_argument("--print-space", action="store_true",
                         help="print the resolved search space and base config, then exit without training.")
     return parser
@@ -148,12 +154,15 @@ def _main(args) -> int:
         result = run_sweep(base_config, space, tuner=args.tuner, max_trials=args.max_trials,
                            directory=args.directory, project_name=args.project_name, overwrite=args.overwrite,
                            max_consecutive_failures=args.max_consecutive_failures,
-                           hyperband_factor=args.hyperband_factor)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+                           hyperband_factor=args.hyperband_factor, connect_timeout=args.connect_timeout)
+    except (ValueError, FileNotFoundError, NotADirectoryError, ConnectionError) as err:
         # Config, data and project problems (SweepProjectError and LockedError are ValueErrors).
         if want_traceback():
             raise
         return fail(err)
+    if result.worker is not None:
+        print(f"Worker {result.worker!r} done: the chief stopped handing out trials; it writes the report.")
+        return 0
     report = result.report
     if result.stopped_early:
         print(f"\nThe search stopped early: {result.stopped_early} (see --max-consecutive-failures).", file=sys.stderr)
