@@ -36,6 +36,7 @@ from zoo.configs import (  # noqa: E402
     get_config,
     load_json_overrides,
 )
+from zoo.distributed import ADDRESS_ENV, COUNT_ENV, ID_ENV, initialize, process_group  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--distribute", choices=["data"], default=None,
                         help="data-parallel training over all local devices (keras.distribution.DataParallel; "
                              "JAX backend only; default: one device).")
+    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                        help=f"multi-process data parallelism (with --distribute data, JAX): process 0's address, the "
+                             f"same in every process (default: ${ADDRESS_ENV}; none = one process).")
+    parser.add_argument("--num-processes", type=int, default=None, metavar="N",
+                        help=f"number of processes of a multi-process run (default: ${COUNT_ENV}).")
+    parser.add_argument("--process-id", type=int, default=None, metavar="K",
+                        help=f"this process's id, 0..N-1; process 0 writes the run directory (default: ${ID_ENV}).")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run in the output directory instead of resuming it (the new "
                              "config's data and model are checked first; nothing is deleted if they fail).")
@@ -213,11 +221,24 @@ def _main(args) -> int:
     if args.print_config:
         print(config.to_json())
         return 0
+    try:
+        group = process_group(args.coordinator, args.num_processes, args.process_id)
+        if group is not None and group.num_processes > 1 and config.distribute != "data":
+            raise ValueError("--num-processes > 1 trains one model over the devices of several processes: add "
+                             "--distribute data.")
+    except ValueError as err:
+        if want_traceback():
+            raise
+        return fail(err)
 
     from zoo.callbacks import TrainingDivergedError
     from zoo.training import train
 
     try:
+        if group is not None:
+            import keras
+
+            initialize(group, backend=keras.backend.backend())
         train(config, overwrite=args.overwrite, resume_diverged=args.resume_diverged)
     except TrainingDivergedError as err:
         if want_traceback():

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from zoo.callbacks import (
 )
 from keras_ssm.devices import check_data_parallel, device_info, report_devices
 from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
+from zoo.distributed import barrier, broadcast_flag, check_same_config, process_count, process_index
 from zoo.models import build_model, count_parameters, input_spec_from_info
 from zoo.optim import make_optimizer
 from zoo.rundir import (
@@ -118,14 +120,54 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume_diverged: bool
     wall_start = time.perf_counter()
     check_environment(config)
     out = Path(config.resolved_output_dir())
+    if process_count() > 1:
+        check_same_config(_comparable(config.to_dict()))
+        if process_index() > 0:
+            return _train_as_follower(config, out, overwrite, resume_diverged, callbacks)
     with DirectoryLock(out, "run directory"):
-        plan = _plan_run(out, config, overwrite, resume_diverged)
+        try:
+            plan = _plan_run(out, config, overwrite, resume_diverged)
+        except BaseException:
+            broadcast_flag(False)  # the other processes stop too (multi-process runs)
+            raise
+        broadcast_flag(True)
+        barrier("run directory copied")  # the followers have copied the backup (zoo.distributed)
         if plan.results is not None:
             _say(config, f"{out} already holds the finished run; pass --overwrite to train again.\n"
                          + result_summary(plan.results, out / RESULTS_FILE))
             return plan.results
         with _distribution_scope(config):
             return _train(config, out, plan, wall_start, callbacks)
+
+
+#: What a follower process copies from process 0's run directory before it trains (to resume alike).
+_FOLLOWER_COPIES = (CONFIG_FILE, HISTORY_FILE, BEST_MODEL_FILE, RESULTS_FILE, DIVERGED_FILE, CHECKPOINT_DIR)
+
+
+def _train_as_follower(config, out, overwrite, resume_diverged, callbacks):
+    """Processes 1..N-1 of a multi-process run: the same steps as process 0, with their files in a private
+    temporary directory seeded from process 0's run directory (which only process 0 writes)."""
+    import tempfile
+
+    if not broadcast_flag(False):
+        raise RunDirectoryError(f"process 0 could not use the run directory {out} (its error says why); this "
+                                f"process {process_index()} stops with it.")
+    with tempfile.TemporaryDirectory(prefix=f"keras_ssm-process{process_index()}-") as scratch:
+        if not overwrite:
+            for name in _FOLLOWER_COPIES:
+                source = out / name
+                if source.is_dir():
+                    shutil.copytree(source, Path(scratch) / name)
+                elif source.is_file():
+                    shutil.copy2(source, Path(scratch) / name)
+        barrier("run directory copied")
+        local = config.replace(output_dir=scratch, verbose=0)
+        with DirectoryLock(scratch, "run directory"):
+            plan = _plan_run(Path(scratch), local, overwrite, resume_diverged)
+            if plan.results is not None:
+                return plan.results
+            with _distribution_scope(local):
+                return _train(local, Path(scratch), plan, time.perf_counter(), callbacks)
 
 
 def _train(config, out, plan, wall_start, extra_callbacks):
@@ -151,7 +193,10 @@ def _train(config, out, plan, wall_start, extra_callbacks):
                                      epochs=(initial_epoch, config.epochs), **common)
     val_ds, val_info = load_task(config.task, "val", **common)
     test_ds, test_info = load_task(config.task, "test", **common)
-    if devices > 1:
+    if process_count() > 1:  # every process gets an equal share of every evaluation batch
+        val_ds, test_ds = (pad_batches(val_ds, config.batch_size, static=True),
+                           pad_batches(test_ds, config.batch_size, static=True))
+    elif devices > 1:
         val_ds, test_ds = pad_batches(val_ds, devices), pad_batches(test_ds, devices)
     majority_rate = max(test_info.class_counts) / sum(test_info.class_counts)
     steps_per_epoch = train_info.num_examples // config.batch_size
@@ -162,7 +207,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         )
     model = build_model(config, input_spec_from_info(train_info))
     params = count_parameters(model)
-    compile_model(model, config, steps_per_epoch)
+    compile_model(model, config, steps_per_epoch, padded_evaluation=devices > 1)
 
     # The new config and its data are good: only now is the directory changed.
     if plan.replace:
@@ -213,6 +258,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     if config.verbose:  # short epoch lines: the timings stay in history.csv, not in the progress bar
         callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
     if initial_epoch < config.epochs:
+        if process_count() > 1:  # Keras cannot count the batches of a dataset sharded over processes
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
         try:
             with divergence_errors(guard):
                 model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
@@ -248,7 +295,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         "eigenvalues": config.eigenvalue_mode,
         "seed": config.seed,
         "test_accuracy": float(test_metrics["accuracy"]),
-        "test_loss": float(test_metrics["loss"]),
+        "test_loss": float(test_metrics.get("cross_entropy", test_metrics["loss"])),
         "majority_class_rate": majority_rate,
         "best_val_accuracy": best_value,
         "best_epoch": best_epoch,
@@ -423,16 +470,25 @@ def _save_weights_atomic(model, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
+def compile_model(model, config: TrainConfig, steps_per_epoch: int, *, padded_evaluation: bool = False) -> None:
     """Compile ``model`` as every zoo run does: SSMAdamW with warmup + cosine over ``config.epochs *
-    steps_per_epoch`` steps, cross-entropy on logits, accuracy."""
+    steps_per_epoch`` steps, cross-entropy on logits, accuracy.
+
+    ``padded_evaluation``: evaluation batches carry zero-weight padding rows (data parallelism). Keras
+    averages the per-batch loss weighted by the batch's row count, padding included, so the reported
+    ``loss`` of such batches is slightly off; the weighted metric ``cross_entropy`` added here is the exact
+    mean over the real examples (the run's ``test_loss``).
+    """
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if padded_evaluation:
+        metrics.append(keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"))
     model.compile(
         optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
                                  total_steps=config.epochs * steps_per_epoch,
                                  warmup_fraction=config.warmup_fraction),
         # Weighted, so that zero-weight padding rows (data parallel evaluation) do not count.
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        weighted_metrics=metrics,
     )
 
 
@@ -472,12 +528,13 @@ def _device_count(config):
     return len(keras.distribution.list_devices())
 
 
-def pad_batches(dataset, multiple):
+def pad_batches(dataset, multiple, *, static: bool = False):
     """Pad every batch of a tf.data (x, y) dataset to a multiple of ``multiple`` rows.
 
     Returns (x, y, sample_weight) batches where the padding rows repeat the first row and have weight
     0, so weighted metrics (accuracy) count only real examples while every batch splits evenly over
-    ``multiple`` devices.
+    ``multiple`` devices. ``static=True`` (batches of at most ``multiple`` rows) gives every batch the
+    static size ``multiple``, which Keras needs to shard a batch over processes.
     """
     import tensorflow as tf
 
@@ -486,6 +543,8 @@ def pad_batches(dataset, multiple):
         extra = (-size) % multiple
         index = tf.concat([tf.range(size), tf.zeros([extra], tf.int32)], axis=0)
         weight = tf.concat([tf.ones([size], tf.float32), tf.zeros([extra], tf.float32)], axis=0)
+        if static:
+            index, weight = tf.ensure_shape(index, [multiple]), tf.ensure_shape(weight, [multiple])
         take = lambda t: tf.gather(t, index)  # noqa: E731
         x = tuple(take(t) for t in x) if isinstance(x, tuple) else take(x)
         return x, take(y), weight
