@@ -66,6 +66,7 @@ def _trials(project):
     return {p.parent.name: json.loads(p.read_text()) for p in project.glob("trial_*/trial.json")}
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_chief_and_two_workers_share_one_search_survive_a_killed_worker_and_match_one_process(tmp_path):
     port = free_port()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import keras
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
@@ -21,6 +22,7 @@ def _load_gpu_check():
     return module
 
 
+@pytest.mark.processes
 def test_smoke_runs_every_section_on_this_backend(tmp_path):
     env = dict(os.environ)
     env.pop("OUT", None)

@@ -24,6 +24,7 @@ def test_setuptools_finds_only_keras_ssm():
     assert {"zoo", "tuning"} <= set(setuptools.find_packages(str(ROOT)))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_built_wheel_has_no_top_level_zoo_or_tuning(tmp_path):
     """`pip wheel . --no-deps` (with this environment's setuptools, no download)."""

@@ -318,6 +318,7 @@ def test_diverging_trials_fail_cleanly_and_stop_the_sweep(tmp_path, digits_data)
 
 
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.processes
 @pytest.mark.slow
 def test_sweep_killed_during_the_second_trial_resumes_it(tmp_path):
     """A real kill: the CLI in a subprocess is killed once trial 0 is saved; the same command then

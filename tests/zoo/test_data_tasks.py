@@ -313,6 +313,7 @@ print("FIT-OK", keras.backend.backend())
 """
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "torch"])  # jax: test_keras_fit_on_current_backend
 def test_model_fit_on_every_keras_backend(tmp_path, backend):

@@ -69,6 +69,7 @@ def _history(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_two_processes_train_the_one_process_curve_and_resume_after_a_kill(tmp_path):
     from zoo.callbacks import read_backup

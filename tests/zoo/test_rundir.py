@@ -144,6 +144,7 @@ def tree_digest(directory):
 # ---------------------------------------------------------------------------------------------
 # Defect 6: a resumed run equals the uninterrupted one bit for bit.
 
+@pytest.mark.processes
 def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path, reference, compile_cache, capsys):
     out = tmp_path / "run"
     config = tiny(out)
@@ -159,6 +160,7 @@ def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path, reference, co
 
 # Defect 5: a kill between an epoch's history row and its backup neither duplicates nor loses the epoch.
 
+@pytest.mark.processes
 def test_kill_between_history_row_and_backup_keeps_one_row_per_epoch(tmp_path, reference, compile_cache):
     out = tmp_path / "run"
     config = tiny(out)
@@ -238,6 +240,7 @@ HOLD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.processes
 def test_second_writer_is_refused_and_a_dead_owner_is_taken_over(tmp_path, capsys):
     run, project = tmp_path / "run", tmp_path / "sweeps" / "p"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(run), str(project)], cwd=REPO,
@@ -360,6 +363,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch)
     assert main(["digits", "--set", "lr=-1"]) == 2 and "lr" in error_line()
 
 
+@pytest.mark.processes
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, compile_cache):
     out = tmp_path / "run"
     args = ["delayed_recall_short", "--output-dir", str(out), "--epochs", "200", "--verbose", "0",

@@ -300,6 +300,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_data_parallel_on_two_cpu_devices_matches_one_device(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
