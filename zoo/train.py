@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "--set num_layers=4 --set data_options.max_length=200). Repeatable. "
                              f"Keys: {', '.join(FIELD_NAMES)}.")
     parser.add_argument("--distribute", choices=["data"], default=None,
-                        help="data-parallel training over all local devices (keras.distribution.DataParallel; "
-                             "JAX backend only; default: one device).")
+                        help="data-parallel training over all devices (keras.distribution.DataParallel; JAX backend only): "
+                             "the local ones, or those of every process with --coordinator/--num-processes/"
+                             "--process-id (default: one device).")
     parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                         help=f"multi-process data parallelism (with --distribute data, JAX): process 0's address, the "
                              f"same in every process (default: ${ADDRESS_ENV}; none = one process).")
