@@ -344,7 +344,10 @@ def plot_group_memory(records, task: str, init: str, path, delay: int | None = N
             for label, layers in sets.items() if layers}
     if not sets:
         return False
-    fig = plot_memory_comparison(sets, None, title=f"{task} ({init}), seeds pooled")
+    fig = plot_memory_comparison(sets, None, title=(
+        f"{task} ({init}), seeds pooled: finite-window MF (state from zero at each sequence start, as the "
+        f"tables)\nthe rise at the last lags is the window's edge: the oldest inputs have no older ones to "
+        f"interfere with"))
     if delay is not None:
         for ax in fig.axes:
             if ax.get_visible():

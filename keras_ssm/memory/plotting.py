@@ -175,18 +175,28 @@ def plot_memory_comparison(
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
         raise ValueError(f"ncols must be a positive int, got {ncols!r}")
     nrows = math.ceil(len(layer_names) / ncols)
-    fig = _new_figure(4.6 * ncols, 3.4 * nrows)
+    fig = _new_figure(4.6 * ncols, 3.4 * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    legend = {}
     for panel, name in enumerate(layer_names):
         ax = axes[panel // ncols][panel % ncols]
+        sums, labels = [], []
         for index, (label, layer_dict) in enumerate(memory_sets.items()):
             if name in layer_dict:
-                _draw(ax, str(label), layer_dict[name], f"C{index % 10}", band, True,
+                _draw(ax, str(label), layer_dict[name], f"C{index % 10}", band, False,
                       linestyle=("-", "--", ":", "-.")[index % 4])  # sets stay apart where they overlap
+                curves = _memory_values(layer_dict[name])
+                sums.append(f"{curves.reshape(-1, curves.shape[-1]).sum(axis=-1).mean():.1f}")
+                labels.append(str(label))
         _style(ax, log_lag, log_mf, name)
-        ax.legend(fontsize=7, frameon=False)
+        ax.set_title(f"{name}\nMF summed over the shown lags ({' / '.join(labels)}): {' / '.join(sums)}", fontsize=9)
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(text, handle)
     for panel in range(len(layer_names), nrows * ncols):
         axes[panel // ncols][panel % ncols].set_visible(False)
+    # One legend for all panels, below them, so that no curve hides behind it.
+    fig.legend(list(legend.values()), list(legend.keys()), loc="outside lower center", fontsize=8, frameon=False,
+               ncol=min(len(legend), 2 * len(memory_sets)) if len(memory_sets) <= 2 else len(memory_sets))
     if title:
         fig.suptitle(title)
     _save(fig, path)
