@@ -399,14 +399,14 @@ def format_markdown(report: dict, plots: dict | None = None) -> str:
 
     lines += ["## Scale of every number below", "",
               "All numbers come from these runs and nothing else: no extrapolation to other sizes.", "",
-              "| task | preset | model | dt range | data (train / val / test, length) | epochs × batch | "
+              "| task | init | preset | model | dt range | data (train / val / test, length) | epochs × batch | "
               "lr / SSM lr | seeds |",
-              "|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         s = g["scale"]
         n = s["num_examples"]
         lines.append(
-            f"| {g['task']} | {s['preset']} | {s['model']} {s['num_layers']} × H={s['d_model']} × N={s['d_state']}, "
+            f"| {g['task']} | {g['init']} | {s['preset']} | {s['model']} {s['num_layers']} × H={s['d_model']} × N={s['d_state']}, "
             f"{_direction(s)}, {s['pooling']} pooling | [{s['dt_min']:g}, {s['dt_max']:g}] | "
             f"{n['train']} / {n['val']} / {n['test']}, L={s['seq_len']} | {s['epochs']} × {s['batch_size']} | "
             f"{s['lr']:g} / {s['ssm_lr']:g} | {len(g['seeds'])} ({', '.join(map(str, g['seeds']))}) |")
