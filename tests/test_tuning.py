@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_config
 from tuning.space import (
     DIMENSIONS,
     DT_MAX_POSITION,
@@ -160,11 +161,9 @@ def test_cli_help_documents_every_flag_when_run_as_a_script():
 # same command with two trials (the "killed after the first trial and rerun" case).
 
 def tiny_base_config(**overrides):
-    from zoo.configs import get_config
-
-    values = dict(num_layers=1, d_model=16, d_state=8, epochs=1, batch_size=64, verbose=0, seed=0)
+    values = dict(epochs=1, batch_size=64, verbose=0, seed=0)
     values.update(overrides)
-    return get_config("digits", "quick", **values)
+    return tiny_config("digits", **values)
 
 
 def read_trial(project, trial_id):
