@@ -31,7 +31,7 @@ _EXPORTS = {
     "empirical_memory_function": "keras_ssm.memory",
     "plot_memory_functions": "keras_ssm.memory",
     "plot_memory_comparison": "keras_ssm.memory",
-    "find_ssm_layers": "keras_ssm.memory",
+    "find_ssm_layers": "keras_ssm.discovery",
     "design_eigenvalues": "keras_ssm.memory",
     "EigenvalueDesign": "keras_ssm.memory",
     "SSMAdamW": "keras_ssm.optimizers",

@@ -12,6 +12,8 @@ import math
 
 import keras
 
+from keras_ssm.discovery import find_ssm_layers
+
 
 @keras.saving.register_keras_serializable(package="keras_ssm")
 class SSMAdamW(keras.optimizers.AdamW):
@@ -73,10 +75,6 @@ class SSMAdamW(keras.optimizers.AdamW):
 
 def ssm_variable_paths(model):
     """Paths of the SSM variables (``layer.ssm_variables`` of every S4/S4D layer) of a built model."""
-    # Imported here: keras_ssm.memory pulls in scipy.signal, which `import keras_ssm` (registering this
-    # optimizer) should not pay for.
-    from keras_ssm.memory.models import find_ssm_layers
-
     paths = []
     for layer in find_ssm_layers(model).values():
         paths.extend(v.path for v in layer.ssm_variables if v.path not in paths)

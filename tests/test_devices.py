@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import pytest
 
+from conftest import tiny_config
 from keras_ssm import devices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,12 +74,9 @@ def test_data_parallel_one_device_says_so_and_mixed_kinds_refused():
 # The zoo: the run log and results.json name the device; --distribute data checks the devices.
 
 def _tiny_digits(tmp_path, **overrides):
-    from zoo.configs import get_config
-
-    values = dict(num_layers=1, d_model=8, d_state=4, epochs=1, batch_size=128, verbose=1, memory_horizon=16,
-                  output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
+    values = dict(d_model=8, d_state=4, epochs=1, batch_size=128, verbose=1, memory_horizon=16)
     values.update(overrides)
-    return get_config("digits", "quick", **values)
+    return tiny_config("digits", tmp_path, **values)
 
 
 class _StopAfterData(Exception):

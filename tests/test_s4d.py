@@ -14,7 +14,9 @@ INITS = ["inv", "lin", "real", "legs", "random"]
 
 
 def reference_kernel(layer, length):
-    """K[c, h, l] = 2 Re(sum_n C dB lambda^l), written directly from ssm-math.md in float64 numpy."""
+    """K[c, h, l] = 2 Re(sum_n C dB lambda^l), written directly from the S4D kernel in float64 numpy:
+    lambda = exp(dt A), dB = (lambda - 1) / A (ZOH) or lambda = (1 + dt A/2) / (1 - dt A/2),
+    dB = dt / (1 - dt A/2) (bilinear); the conjugate half of the spectrum gives the factor 2 Re."""
     a = -np.exp(layer.log_a_real.numpy().astype(np.float64)) + 1j * layer.a_imag.numpy().astype(np.float64)
     dt = np.exp(layer.log_dt.numpy().astype(np.float64))[:, None]
     if layer.discretization == "zoh":

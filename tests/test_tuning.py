@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_config
 from tuning.space import (
     DIMENSIONS,
     DT_MAX_POSITION,
@@ -160,11 +161,9 @@ def test_cli_help_documents_every_flag_when_run_as_a_script():
 # same command with two trials (the "killed after the first trial and rerun" case).
 
 def tiny_base_config(**overrides):
-    from zoo.configs import get_config
-
-    values = dict(num_layers=1, d_model=16, d_state=8, epochs=1, batch_size=64, verbose=0, seed=0)
+    values = dict(epochs=1, batch_size=64, verbose=0, seed=0)
     values.update(overrides)
-    return get_config("digits", "quick", **values)
+    return tiny_config("digits", **values)
 
 
 def read_trial(project, trial_id):
@@ -370,3 +369,24 @@ def test_sweep_killed_during_the_second_trial_resumes_it(tmp_path):
         for name, record in uninterrupted["metrics"]["metrics"].items():
             if name != "train_time_s":
                 assert killed["metrics"]["metrics"][name] == record, (trial_id, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's rank correlation (no training).
+
+
+def test_spearman_is_scipys_with_none_for_too_few_pairs_or_a_constant_input():
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from tuning.report import spearman
+
+    assert spearman([1, 2], [3, 4]) is None  # fewer than 3 pairs
+    assert spearman([1, 1, 1], [1, 2, 3]) is None and spearman([1, 2, 3], [5, 5, 5]) is None  # constant
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    x, y = [1.0, 2.0, 2.0, 3.0, 5.0], [0.3, 0.1, 0.4, 0.4, 0.9]  # ties in both: average ranks
+    rho = spearman(x, y)
+    assert isinstance(rho, float)
+    assert rho == pytest.approx(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+    assert rho == pytest.approx(7.25 / 9.5)  # ranks (1, 2.5, 2.5, 4, 5) and (2, 1, 3.5, 3.5, 5), centred at 3

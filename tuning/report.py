@@ -193,12 +193,12 @@ def markdown_table(records: list[dict], columns=_MARKDOWN_COLUMNS) -> str:
 def spearman(x, y) -> float | None:
     """Spearman rank correlation of two sequences (average ranks for ties); None for fewer than 3
     pairs or a constant sequence."""
-    from scipy.stats import rankdata
+    from scipy.stats import spearmanr
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+    return float(spearmanr(x, y).statistic)
 
 
 def memory_correlations(rows: list[TrialRow]) -> dict:

@@ -25,6 +25,7 @@ if __package__ in (None, ""):
 import argparse  # noqa: E402
 
 from tuning.space import DIMENSIONS, INIT_CHOICES, build_search_space  # noqa: E402
+from zoo.cli_common import fail, parse_set_overrides, want_traceback  # noqa: E402
 from zoo.configs import DEFAULT_PRESET, MODELS, PRESETS, TASKS, get_config  # noqa: E402
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -100,8 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_base_config(args):
     """The zoo TrainConfig every trial starts from."""
-    from zoo.train import parse_set_overrides
-
     overrides = parse_set_overrides(args.set)
     searched = sorted(set(overrides) & set(DIMENSIONS))
     if searched:
@@ -116,8 +115,6 @@ def main(argv=None) -> int:
     """The sweep CLI. Exit codes: 0 done; 1 stopped early (consecutive failed trials); 2 a config, data
     or project problem (one line on stderr; KERAS_SSM_TRACEBACK=1 shows the traceback); 130 interrupted
     (Ctrl-C; rerunning the same command resumes)."""
-    from zoo.train import want_traceback
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -131,8 +128,6 @@ def main(argv=None) -> int:
 
 
 def _main(args) -> int:
-    from zoo.train import fail, want_traceback
-
     try:
         if args.max_trials < 1:
             raise ValueError(f"--max-trials must be >= 1, got {args.max_trials}.")

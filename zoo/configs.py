@@ -280,7 +280,8 @@ def _validate(config: TrainConfig) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Preset tables. Keys are TrainConfig fields; every task's row is complete for the fields that differ
-# between tasks. "Published" = state-spaces/s4 LRA configs with N=64 (see shared reference lra.md).
+# between tasks. "Published" = the LRA experiment configs of the public state-spaces/s4 repository (S4/S4D,
+# Gu et al.), with N=64.
 
 _COMMON = dict(model="s4d", bidirectional=True, warmup_fraction=0.1, ssm_lr=1e-3, dt_max=1e-1, dt_min=1e-3)
 

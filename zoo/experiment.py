@@ -34,6 +34,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
 
+from zoo.cli_common import parse_set_overrides  # noqa: E402
 from zoo.configs import INITS, MODELS, PRESETS, TASKS  # noqa: E402
 
 DEFAULT_TASKS = ("listops", "digits", "delayed_recall", "delayed_recall_short")
@@ -99,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
 def plan_from_args(args):
     """The experiment plan (zoo.experiments.plan_runs) of parsed command-line ``args``."""
     from zoo.experiments import plan_runs
-    from zoo.train import parse_set_overrides
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
@@ -225,7 +225,6 @@ def main_memory(name, rest, argv) -> int:
         run_memory_horizon,
         write_memory_horizon_report,
     )
-    from zoo.train import parse_set_overrides
 
     parser = build_memory_parser(name)
     args = parser.parse_args(rest)

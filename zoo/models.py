@@ -35,7 +35,8 @@ class InputSpec:
     two_inputs: bool = False
 
 
-# Nominal LRA shapes (lra.md), used to build a preset's model without its data (parameter counts).
+# Nominal LRA shapes (sequence lengths and class counts of Tay et al. 2021, "Long Range Arena"), used to
+# build a preset's model without its data (parameter counts).
 # Token vocabularies include the pad id 0: listops 10 digits + 4 operators + "]" + pad = 16;
 # bytes 256 + pad = 257; pixels 256 + pad = 257; digits 17 intensities + pad = 18.
 _NOMINAL = {

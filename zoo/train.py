@@ -24,8 +24,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(_script_dir.parent))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 
+from zoo.cli_common import TRACEBACK_ENV, fail, parse_set_overrides, want_traceback  # noqa: E402,F401
 from zoo.configs import (  # noqa: E402
     DEFAULT_PRESET,
     FIELD_NAMES,
@@ -117,31 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_set_overrides(items) -> dict:
-    """['a=1', 'data_options.max_length=200'] -> {'a': 1, 'data_options': {'max_length': 200}}."""
-    overrides: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
-        value = _parse_value(value)
-        if key.startswith("data_options."):
-            option = key[len("data_options."):]
-            if not option:
-                raise ValueError(f"--set {item!r}: missing the data option name after 'data_options.'.")
-            overrides.setdefault("data_options", {})[option] = value
-        else:
-            overrides[key] = value
-    return overrides
-
-
 def resolve_config(args):
     """The TrainConfig of parsed command-line ``args``."""
     file_values = load_json_overrides(args.config) if args.config else {}
@@ -177,22 +152,6 @@ def resolve_config(args):
         if key in overrides:
             raise ValueError(f"--set {key}=... is not allowed: give the task as the first argument and --preset.")
     return config.replace(**overrides) if overrides else config
-
-
-TRACEBACK_ENV = "KERAS_SSM_TRACEBACK"
-
-
-def fail(message: str, code: int = 2) -> int:
-    """Print ``error: message`` as one line on stderr and return ``code`` (the traceback, when the
-    KERAS_SSM_TRACEBACK environment variable is set, comes from the caller re-raising)."""
-    print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
-    return code
-
-
-def want_traceback() -> bool:
-    import os
-
-    return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 
 
 def main(argv=None) -> int:

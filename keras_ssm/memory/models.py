@@ -2,25 +2,19 @@
 
 Layers are recognised by the keras_ssm SSM layer interface (duck typing, so this module
 never imports keras): ``is_diagonal``, ``discrete_eigenvalues()`` -> (H, N/2) complex and
-``discrete_state_space()`` -> (dA (H, N/2, N/2), dB (H, N/2), C).
+``discrete_state_space()`` -> (dA (H, N/2, N/2), dB (H, N/2), C). The walk over a model's SSM
+layers (:func:`find_ssm_layers`, :func:`is_ssm_layer`) lives in :mod:`keras_ssm.discovery` and is
+re-exported here unchanged.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from keras_ssm.discovery import find_ssm_layers, is_ssm_layer
 from keras_ssm.memory.core import MemoryFunction, memory_function
 
 __all__ = ["is_ssm_layer", "find_ssm_layers", "layer_memory_function", "model_memory_functions"]
-
-
-def is_ssm_layer(obj) -> bool:
-    """True for objects with the keras_ssm SSM layer interface (S4D, S4)."""
-    return (
-        hasattr(obj, "is_diagonal")
-        and callable(getattr(obj, "discrete_eigenvalues", None))
-        and callable(getattr(obj, "discrete_state_space", None))
-    )
 
 
 def _check_built(layer):
@@ -68,46 +62,6 @@ def layer_memory_function(layer, horizon: int = 1024, *, infinite_horizon: bool 
         horizon=horizon,
         infinite_horizon=infinite_horizon,
     )
-
-
-def _children(layer) -> list:
-    """Direct sublayers of a Keras layer or model (Keras 3 tracks them in _layers)."""
-    flatten = getattr(layer, "_flatten_layers", None)
-    if callable(flatten):
-        return list(flatten(include_self=False, recursive=False))
-    return list(getattr(layer, "layers", []) or [])
-
-
-def find_ssm_layers(model) -> dict:
-    """All S4/S4D layers anywhere inside ``model``, as {path: layer}.
-
-    Paths join layer names from the top level down with "/", e.g. "block_1/s4d"
-    (nested models, SSMBlock wrappers, custom layers holding sublayers). A layer
-    reached twice (shared) is listed once, under its first path. ``model`` may itself
-    be an SSM layer (then the result is {model.name: model}).
-    """
-    found = {}
-    seen = set()
-
-    def visit(layer, prefix):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        name = getattr(layer, "name", type(layer).__name__)
-        path = f"{prefix}/{name}" if prefix else name
-        if is_ssm_layer(layer):
-            found[path] = layer
-            return
-        for child in _children(layer):
-            visit(child, path)
-
-    if is_ssm_layer(model):
-        visit(model, "")
-        return found
-    seen.add(id(model))
-    for child in _children(model):
-        visit(child, "")
-    return found
 
 
 def model_memory_functions(model, horizon: int = 1024, *, infinite_horizon: bool = False) -> dict:

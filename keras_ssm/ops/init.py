@@ -1,7 +1,7 @@
 """Initial values of SSM parameters, computed once in float64 numpy at build time.
 
 Nothing here runs inside a layer's `call()`; the layers turn these arrays into variables through
-`keras_ssm.ops.ArrayInitializer`.
+`keras_ssm.layers.base.ArrayInitializer` (exported as `keras_ssm.layers.ArrayInitializer`).
 """
 
 import functools

@@ -27,7 +27,8 @@ def test_every_preset_is_valid_printable_data(task, preset):
 
 
 def test_full_presets_follow_the_published_table():
-    # lra.md: layers, H, N, norm, prenorm, dropout, lr, wd, batch, epochs, dt_min, ssm lr
+    # The S4D LRA configs of the public state-spaces/s4 repository (N=64):
+    # layers, H, N, norm, prenorm, dropout, lr, wd, batch, epochs, dt_min, ssm lr
     expected = {
         "listops": (8, 128, 64, "batch", False, 0.0, 0.01, 0.05, 50, 40, 1e-3),
         "text": (6, 256, 64, "batch", True, 0.0, 0.01, 0.05, 16, 32, 1e-3),

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import keras_ssm
+from conftest import tiny_config
 from keras_ssm import find_ssm_layers
 from keras_ssm.optimizers import ssm_variable_paths
 from zoo.configs import PRESETS, TASKS, get_config
@@ -19,9 +20,9 @@ from zoo.models import (
 
 
 def tiny(task="listops", **overrides):
-    values = dict(num_layers=2, d_model=16, d_state=8)
+    values = dict(num_layers=2)
     values.update(overrides)
-    return get_config(task, "quick", **values)
+    return tiny_config(task, **values)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -123,8 +124,6 @@ def test_real_valued_inputs_use_a_linear_encoder():
 
 
 def test_s4_model_option():
-    if not hasattr(keras_ssm, "S4"):
-        pytest.skip("keras_ssm.S4 is not available yet")
     model = build_model(tiny(model="s4", rank=1), nominal_input_spec("listops"))
     layers = list(find_ssm_layers(model).values())
     assert layers and all(isinstance(layer, keras_ssm.S4) for layer in layers)

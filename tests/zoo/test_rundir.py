@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import tiny_config
 from zoo.callbacks import TrainingDivergedError, read_backup
 from zoo.configs import TrainConfig, get_config
 from zoo.rundir import DamagedFileError, DirectoryLock, LockedError, RunDirectoryError
@@ -46,11 +47,11 @@ def compile_cache(tmp_path_factory):
 
 def tiny(out, **overrides):
     """Delayed recall, 1 block of H=8, N=4, 8 steps per epoch, dropout on (so the seed generators matter)."""
-    values = dict(num_layers=1, d_model=8, d_state=4, epochs=3, batch_size=32, verbose=0, memory_horizon=16,
+    values = dict(d_model=8, d_state=4, epochs=3, batch_size=32, verbose=0, memory_horizon=16,
                   dropout=0.1, data_options=dict(seq_len=16, delay=2, num_train=256, num_val=64, num_test=64),
                   output_dir=str(out))
     values.update(overrides)
-    return get_config("delayed_recall_short", "quick", **values)
+    return tiny_config("delayed_recall_short", **values)
 
 
 def _env(compile_cache):
@@ -254,7 +255,7 @@ def test_second_writer_is_refused_and_a_dead_owner_is_taken_over(tmp_path, capsy
         from tuning.search import run_sweep
         from tuning.space import build_search_space
 
-        base = get_config("digits", "quick", num_layers=1, d_model=8, d_state=4, epochs=1, verbose=0)
+        base = tiny_config("digits", d_model=8, d_state=4, epochs=1, verbose=0)
         with pytest.raises(LockedError, match=rf"sweep project .* in use by process {holder.pid}"):
             run_sweep(base, build_search_space(), max_trials=1, directory=tmp_path / "sweeps", project_name="p")
     finally:

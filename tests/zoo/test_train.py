@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import tiny_config
 from zoo.callbacks import DivergenceGuard, TrainingDivergedError, read_backup
 from zoo.configs import get_config
 from keras_ssm import find_ssm_layers
@@ -25,10 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def tiny_digits(tmp_path, **overrides):
     """A digits run that compiles and trains in seconds: 1 block, H=16, N=8."""
-    values = dict(num_layers=1, d_model=16, d_state=8, epochs=2, batch_size=64, verbose=0, memory_horizon=64,
-                  output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
+    values = dict(epochs=2, batch_size=64, verbose=0, memory_horizon=64)
     values.update(overrides)
-    return get_config("digits", "quick", **values)
+    return tiny_config("digits", tmp_path, **values)
 
 
 def adam_first_step(grad, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
@@ -45,7 +45,7 @@ def adam_first_step(grad, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
 def _tiny_model():
     # Real-valued inputs: a dense gradient for every variable on every backend (TensorFlow hands
     # embedding gradients to the optimizer as IndexedSlices, updated row by row).
-    config = get_config("digits", "quick", num_layers=1, d_model=8, d_state=4)
+    config = tiny_config("digits", d_model=8, d_state=4)
     return build_model(config, InputSpec(seq_len=12, vocab_size=None, n_features=1, num_classes=10))
 
 

@@ -78,8 +78,9 @@ class PathfinderParams:
 
     @classmethod
     def for_resolution(cls, resolution: int, contour_length: int) -> "PathfinderParams":
-        """Pathfinder-32 / Path-X (128) presets (lra.md): paddle length, width, margin, marker radius,
-        seed distance and continuity as listed there; paddle length 5 at 128 and the gaps are our choice."""
+        """Pathfinder-32 / Path-X (128) presets: paddle length, width, margin, marker radius, seed distance
+        and continuity follow the LRA Pathfinder data (Tay et al. 2021, "Long Range Arena", made with the
+        Pathfinder generator of Linsley et al. 2018); paddle length 5 at 128 and the gaps are our choice."""
         if contour_length not in DIFFICULTY_DIRS:
             raise ValueError(f"difficulty={contour_length!r} is not supported; allowed: {sorted(DIFFICULTY_DIRS)}")
         if resolution == 32:

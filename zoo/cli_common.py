@@ -1,0 +1,49 @@
+"""Command-line helpers shared by the zoo and tuning scripts (zoo/train.py, zoo/experiment.py,
+tuning/sweep.py): ``--set KEY=VALUE`` parsing and the one-line error / traceback convention."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["TRACEBACK_ENV", "fail", "parse_set_overrides", "want_traceback"]
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set_overrides(items) -> dict:
+    """['a=1', 'data_options.max_length=200'] -> {'a': 1, 'data_options': {'max_length': 200}}."""
+    overrides: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
+        value = _parse_value(value)
+        if key.startswith("data_options."):
+            option = key[len("data_options."):]
+            if not option:
+                raise ValueError(f"--set {item!r}: missing the data option name after 'data_options.'.")
+            overrides.setdefault("data_options", {})[option] = value
+        else:
+            overrides[key] = value
+    return overrides
+
+
+TRACEBACK_ENV = "KERAS_SSM_TRACEBACK"
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print ``error: message`` as one line on stderr and return ``code`` (the traceback, when the
+    KERAS_SSM_TRACEBACK environment variable is set, comes from the caller re-raising)."""
+    print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+    return code
+
+
+def want_traceback() -> bool:
+    return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
