@@ -17,9 +17,6 @@ from tuning.space import (
     DIMENSIONS,
     DT_MAX_POSITION,
     DT_RATIO_MIN,
-    Choice,
-    Fixed,
-    LogRange,
     SearchSpace,
     build_search_space,
     dt_max_from_position,
@@ -35,15 +32,18 @@ def test_space_file_and_flags_narrow_and_fix_dimensions(tmp_path):
     path = tmp_path / "space.json"
     path.write_text(json.dumps({"dt_min": [1e-4, 1e-2], "init": ["inv", "lin"], "trainable_eigenvalues": False}))
     space = build_search_space(path, fix=["lr=0.005"], ranges=["dt_max=0.02,0.5"])
-    dims = space.dimensions
-    assert dims["dt_min"] == LogRange(1e-4, 1e-2)
-    assert dims["dt_max"] == LogRange(0.02, 0.5)
-    assert dims["init"] == Choice(("inv", "lin"))
-    assert dims["trainable_eigenvalues"] == Fixed(False)
-    assert dims["lr"] == Fixed(0.005)
+    dims = {name: hp.get_config() for name, hp in space.dimensions.items()}
+    assert [type(hp).__name__ for hp in space.hyperparameters.space] == ["Float", "Float", "Choice", "Fixed", "Fixed"]
+    assert (dims["dt_min"]["min_value"], dims["dt_min"]["max_value"], dims["dt_min"]["sampling"]) == (1e-4, 1e-2, "log")
+    assert (dims["dt_max"]["min_value"], dims["dt_max"]["max_value"], dims["dt_max"]["sampling"]) == (0.02, 0.5, "log")
+    assert dims["init"]["values"] == ["inv", "lin"]
+    assert dims["trainable_eigenvalues"]["value"] is False
+    assert dims["lr"]["value"] == 0.005
+    assert space.to_json_dict() == {"dt_min": [1e-4, 1e-2], "dt_max": [0.02, 0.5], "init": ["inv", "lin"],
+                                    "trainable_eigenvalues": False, "lr": 0.005}
     assert space.searched == ("dt_min", "dt_max", "init")
     # --range beats the file, --fix beats the default; the JSON form round-trips.
-    assert build_search_space(path, ranges=["init=real,legs,random"]).dimensions["init"] == Choice(("real", "legs", "random"))
+    assert build_search_space(path, ranges=["init=real,legs,random"]).to_json_dict()["init"] == ["real", "legs", "random"]
     assert SearchSpace.from_json_dict(space.to_json_dict()) == space
     assert build_search_space(fix=["trainable_eigenvalues=false", "init=inv"]).searched == ("dt_min", "dt_max", "lr")
 
@@ -52,8 +52,8 @@ def test_sampled_dt_max_stays_above_dt_min_and_inside_its_range():
     import keras_tuner as kt
 
     space = build_search_space(ranges=["dt_min=1e-3,0.5", "dt_max=0.01,0.2"])
-    hp = kt.HyperParameters()
-    space.declare(hp)
+    hp = space.tuner_hyperparameters()
+    assert isinstance(hp, kt.HyperParameters)
     assert {h.name for h in hp.space} == {"dt_min", DT_MAX_POSITION, "init", "trainable_eigenvalues", "lr"}
     assert max(h.max_value for h in hp.space if h.name == "dt_min") == pytest.approx(0.2 / DT_RATIO_MIN)
     seen_low = seen_high = False
@@ -77,8 +77,9 @@ def test_fixed_dimensions_are_recorded_as_fixed_hyperparameters():
     import keras_tuner as kt
 
     space = build_search_space(fix=["dt_min=0.002", "dt_max=0.05", "init=legs", "trainable_eigenvalues=true", "lr=0.01"])
-    hp = kt.HyperParameters()
-    values = space.declare(hp)
+    hp = space.tuner_hyperparameters()
+    assert isinstance(hp, kt.HyperParameters)
+    values = space.values_for(hp.values)
     assert values == {"dt_min": 0.002, "dt_max": 0.05, "init": "legs", "trainable_eigenvalues": True, "lr": 0.01}
     assert all(type(h).__name__ == "Fixed" for h in hp.space)
 
@@ -89,7 +90,7 @@ def test_discrete_families_and_eigenvalue_files_are_init_choices(tmp_path):
     path = tmp_path / "eig.npy"
     np.save(path, -0.5 + 1j * np.arange(8.0))
     space = build_search_space(ranges=[f"init=inv,unity_rings:p=4,{path}"])
-    assert space.dimensions["init"].values == ("inv", "unity_rings:p=4", str(path))
+    assert space.dimensions["init"].values == ["inv", "unity_rings:p=4", str(path)]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +100,7 @@ def test_discrete_families_and_eigenvalue_files_are_init_choices(tmp_path):
         (dict(fix=["dt_min=0.05", "dt_max=0.05"]), "dt_min must be < dt_max"),
         (dict(ranges=["dt_min=0.2,0.5", "dt_max=0.01,0.1"]), "admit no dt_min < dt_max"),
         (dict(fix=["dt_min=2"]), "admit no dt_min < dt_max"),
-        (dict(fix=["init=hippo"]), "unknown `init` 'hippo'; allowed: inv, lin, legs, real, random"),
+        (dict(fix=["init=hippo"]), "unknown `init` 'hippo'; allowed: inv, lin, real, legs, random"),
         (dict(ranges=["init=inv,bogus"]), "unknown `init` 'bogus'"),
         (dict(fix=["init=unity_rings:rho=2"]), "`rho` must be a number in"),
         (dict(fix=["init=missing.npy"]), "could not be read"),
@@ -288,7 +289,7 @@ def test_best_json_trains_with_the_zoo_cli(resumed_sweep, tmp_path):
 def test_a_different_sweep_in_the_same_project_is_refused(resumed_sweep):
     from tuning.search import SweepProjectError, run_sweep
 
-    narrower = resumed_sweep["space"].updated({"init": Fixed("inv")})
+    narrower = resumed_sweep["space"].updated({"init": "inv"})
     with pytest.raises(SweepProjectError, match="space.init"):
         run_sweep(resumed_sweep["base"], narrower, max_trials=3, directory=resumed_sweep["directory"],
                   project_name="p", data=resumed_sweep["data"])

@@ -27,20 +27,21 @@ import keras_tuner as kt
 import numpy as np
 
 from keras_ssm.devices import device_info
+from keras_ssm.memory import MEMORY_LENGTH_FRACTION, memory_summary, model_memory_functions
+from tuning.project import OBJECTIVE
 from tuning.space import SearchSpace
 from zoo.callbacks import TrainingDivergedError, divergence_callbacks, divergence_errors
 from zoo.configs import TrainConfig
+from zoo.data import load_task, load_task_arrays
+from zoo.data.pipeline import make_dataset
 from zoo.models import build_model, input_spec_from_info
 from zoo.rundir import write_json_atomic
-from zoo.training import compile_model
+from zoo.training import compile_model, full_batches_per_epoch, memory_horizon
 
-OBJECTIVE = "val_accuracy"
 INITIAL_MEMORY_FILE = "initial_memory.json"
-#: Memory length = lag by which this fraction of the memory capacity is reached.
-MEMORY_FRACTION = 0.9
 
 
-def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_FRACTION) -> dict:
+def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_LENGTH_FRACTION) -> dict:
     """Memory-function summaries of every S4/S4D layer of ``model`` at ``horizon`` lags.
 
     Per layer (channel means, ``keras_ssm.memory.memory_summary``): capacity MC = sum_k MF(k),
@@ -50,8 +51,6 @@ def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_FRACTIO
         {"horizon", "memory_capacity", "memory_length", "memory_accuracy" (means over all layers and
         channels; every layer has the same number of channels), "layers": {path: per-layer summary}}.
     """
-    from keras_ssm.memory import memory_summary, model_memory_functions
-
     layers = {path: memory_summary(mf, fraction) for path, mf in model_memory_functions(model, horizon).items()}
     mean = lambda key: float(np.mean([summary[key] for summary in layers.values()]))  # noqa: E731
     return {
@@ -78,8 +77,6 @@ class TaskData:
 
     def train_epochs(self, first: int, stop: int):
         """Full training batches of epochs first..stop-1 in one dataset; epoch e shuffled by (seed, e)."""
-        from zoo.data.pipeline import make_dataset
-
         return make_dataset(self.train_split, seq_len=self.info.seq_len, encoding=self.encoding,
                             batch_size=self.batch_size, shuffle=True, seed=self.seed, drop_remainder=True,
                             epochs=(first, stop))
@@ -93,42 +90,23 @@ class TaskData:
 def load_task_data(config: TrainConfig) -> TaskData:
     """The train split (batched per trial, shuffled by (``config.seed``, epoch)) and val dataset of
     ``config``'s task."""
-    from zoo.data import load_task, load_task_arrays
-
     common = dict(data_dir=config.data_dir, cache_dir=config.cache_dir, **config.data_options)
     train_split, info, encoding = load_task_arrays(config.task, "train", **common)
     val, val_info = load_task(config.task, "val", batch_size=config.batch_size, **common)
-    steps = info.num_examples // config.batch_size
-    if steps < 1:
-        raise ValueError(f"The {config.task} train split has {info.num_examples} examples, fewer than one "
-                         f"batch of {config.batch_size}.")
-    return TaskData(train_split, encoding, val, info, val_info, steps, config.batch_size, config.seed)
+    return TaskData(train_split, encoding, val, info, val_info, full_batches_per_epoch(config, info),
+                    config.batch_size, config.seed)
 
 
-class EpochLog(keras.callbacks.Callback):
-    """Keeps every finished epoch's logs (also when training stops with an exception)."""
-
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epochs.append((epoch, {k: float(np.asarray(v)) for k, v in (logs or {}).items()}))
-
-
-def best_epoch_metrics(epochs) -> dict | None:
-    """The logs of the epoch with the highest finite ``val_accuracy`` (first on ties), with its 1-based
-    ``best_epoch``; None when no epoch has one."""
-    best = None
-    for epoch, logs in epochs:
-        value = logs.get(OBJECTIVE, math.nan)
-        if math.isfinite(value) and (best is None or value > best[1][OBJECTIVE]):
-            best = (epoch, logs)
-    if best is None:
+def best_epoch_metrics(history) -> dict | None:
+    """The metrics of the epoch of ``history`` (a ``keras.callbacks.History``) with the highest finite
+    ``val_accuracy`` (first on ties), with its 1-based ``best_epoch``; None when no epoch has one."""
+    logs, epochs = history.history, getattr(history, "epoch", [])
+    finite = [(value, -i) for i, value in enumerate(logs.get(OBJECTIVE, [])) if math.isfinite(value)]
+    if not finite:
         return None
-    epoch, logs = best
+    best = -max(finite)[1]
     keep = ("val_accuracy", "val_loss", "accuracy", "loss")
-    return {**{k: logs[k] for k in keep if k in logs}, "best_epoch": epoch + 1}
+    return {**{k: float(logs[k][best]) for k in keep if k in logs}, "best_epoch": epochs[best] + 1}
 
 
 class SSMHyperModel(kt.HyperModel):
@@ -163,7 +141,7 @@ class SSMHyperModel(kt.HyperModel):
         return self.base_config.replace(**self.space.values_for(hp_values))
 
     def memory_horizon(self) -> int:
-        return int(min(self.data().info.seq_len, self.base_config.memory_horizon))
+        return memory_horizon(self.base_config, self.data().info)
 
     def begin_trial(self, trial_dir) -> None:
         self._trial_dir = Path(trial_dir)
@@ -174,8 +152,12 @@ class SSMHyperModel(kt.HyperModel):
         self._initial_memory = None
 
     # -----------------------------------------------------------------------------------------
+    def declare_hyperparameters(self, hp):
+        """Put the space's hyperparameters (:meth:`SearchSpace.tuner_hyperparameters`) in the oracle's space."""
+        hp.merge(self.space.tuner_hyperparameters())
+
     def build(self, hp):
-        config = self.base_config.replace(**self.space.declare(hp))
+        config = self.config_for(hp.values)
         data = self.data()
         keras.utils.set_random_seed(config.seed)
         model = build_model(config, input_spec_from_info(data.info))
@@ -208,7 +190,7 @@ class SSMHyperModel(kt.HyperModel):
             # Hyperband continues a trial from its checkpoint: resume the learning-rate schedule there.
             model.optimizer.build(model.trainable_variables)
             model.optimizer.iterations.assign(initial_epoch * data.steps_per_epoch)
-        log = EpochLog()
+        history = keras.callbacks.History()  # Keras' own, kept when fit stops with an exception
         start = time.perf_counter()
         diverged = False
         guard, stop_on_divergence = divergence_callbacks(config.divergence_factor)
@@ -216,16 +198,16 @@ class SSMHyperModel(kt.HyperModel):
             with divergence_errors(guard):
                 model.fit(data.train_epochs(initial_epoch, epochs), steps_per_epoch=data.steps_per_epoch,
                           validation_data=data.val, epochs=epochs, initial_epoch=initial_epoch,
-                          callbacks=[*stop_on_divergence, log, *(callbacks or [])], verbose=config.verbose,
+                          callbacks=[*stop_on_divergence, history, *(callbacks or [])], verbose=config.verbose,
                           shuffle=False)
         except TrainingDivergedError as err:
             diverged = True
-            if not log.epochs:
+            if not getattr(history, "epoch", None):
                 raise kt.errors.FailedTrialError(str(err)) from err
-        metrics = best_epoch_metrics(log.epochs)
+        metrics = best_epoch_metrics(history)
         if metrics is None:
             raise kt.errors.FailedTrialError(f"no epoch produced a finite {OBJECTIVE}.")
-        metrics.update(epochs_run=len(log.epochs), diverged=float(diverged),
+        metrics.update(epochs_run=len(history.epoch), diverged=float(diverged),
                        train_time_s=time.perf_counter() - start)
         if self._initial_memory is not None:
             for key in ("memory_capacity", "memory_length", "memory_accuracy"):

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from keras_tuner.engine.trial import Trial
 
-from tuning.hypermodel import INITIAL_MEMORY_FILE, OBJECTIVE
+from tuning.hypermodel import INITIAL_MEMORY_FILE
+from tuning.project import OBJECTIVE, SWEEP_FILE, read_sweep_file
 from tuning.space import DIMENSIONS, INIT_CHOICES, SearchSpace
 from zoo.rundir import read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -96,13 +98,9 @@ def trial_row(trial, space: SearchSpace, default_epochs: int | None = None, tria
 
 def collect_trials(project_dir) -> tuple[dict, list[TrialRow]]:
     """(sweep.json contents, every trial of the project ordered by trial id)."""
-    from keras_tuner.engine.trial import Trial
-
-    from tuning.search import read_sweep_file
-
     project_dir = Path(project_dir)
     description = read_sweep_file(project_dir)
-    space = SearchSpace.from_json_dict(description["space"], source=f"{project_dir / 'sweep.json'}")
+    space = SearchSpace.from_json_dict(description["space"], source=str(project_dir / SWEEP_FILE))
     epochs = description["base_config"].get("epochs")
     rows = []
     for path in sorted(project_dir.glob("trial_*/trial.json")):

@@ -23,7 +23,6 @@ one is named in a :class:`SweepProjectError` before any trial runs.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,20 +31,15 @@ import keras_tuner as kt
 
 from keras_ssm.devices import report_devices
 from tuning.distributed import DEFAULT_CONNECT_TIMEOUT, ID_ENV, distributed_role, wait_for_chief
-from tuning.hypermodel import OBJECTIVE, SSMHyperModel, TaskData
+from tuning.hypermodel import SSMHyperModel, TaskData
+from tuning.project import OBJECTIVE, SWEEP_FILE, TUNERS, SweepProjectError, default_project_name, \
+    prepare_project, stored_sweep_difference, sweep_description
+from tuning.report import trial_summary_line, write_report
 from tuning.space import SearchSpace
-from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
-from zoo.rundir import DamagedFileError, DirectoryLock, RunDirectoryError, directory_entries, read_json, \
-    write_json_atomic
+from zoo.configs import TrainConfig
+from zoo.rundir import DirectoryLock, directory_entries, write_json_atomic
 
-TUNERS = ("random", "bayesian", "hyperband")
-SWEEP_FILE = "sweep.json"
 WORKERS_DIR = "workers"  # workers/<tuner id>/.lock: one process per worker id of a distributed sweep
-# Config fields that do not change what a trial computes (where data and logs go).
-
-
-class SweepProjectError(RunDirectoryError):
-    """The project directory holds another sweep (or is not a sweep, or a damaged file) and cannot be resumed."""
 
 
 class _AtomicOracleMixin:
@@ -97,8 +91,6 @@ class _SweepTunerMixin:
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        from tuning.report import trial_summary_line
-
         print(trial_summary_line(self.oracle.get_trial(trial.trial_id), self.hypermodel.space), flush=True)
 
 
@@ -138,83 +130,6 @@ def make_tuner(kind: str, hypermodel: SSMHyperModel, *, max_trials: int, directo
     return HyperbandSweepTuner(oracle, **common)
 
 
-# ---------------------------------------------------------------------------------------------
-def sweep_description(tuner: str, base_config: TrainConfig, space: SearchSpace) -> dict:
-    """What identifies a sweep (stored in sweep.json and compared on resume)."""
-    return {"task": base_config.task, "preset": base_config.preset, "tuner": tuner,
-            "objective": OBJECTIVE, "base_config": base_config.to_dict(), "space": space.to_json_dict()}
-
-
-def _comparable(description: dict) -> dict:
-    base = {k: v for k, v in description["base_config"].items() if k not in RUN_ONLY_FIELDS}
-    return {**{k: description[k] for k in ("task", "preset", "tuner", "space")}, "base_config": base}
-
-
-_DAMAGED_FIX = "The sweep cannot resume from it: restore the file, or rerun with --overwrite to start over."
-
-
-def read_sweep_file(project_dir) -> dict:
-    path = Path(project_dir) / SWEEP_FILE
-    if not path.exists():
-        raise SweepProjectError(f"{project_dir} holds no {SWEEP_FILE}: not a tuning/sweep.py project.")
-    try:
-        return read_json(path, _DAMAGED_FIX)
-    except DamagedFileError as err:
-        raise SweepProjectError(str(err)) from None
-
-
-def check_project_files(project_dir: Path) -> None:
-    """Raise SweepProjectError naming the first unreadable JSON file of the project (KerasTuner's too)."""
-    for path in sorted(project_dir.glob("*.json")) + sorted(project_dir.glob("trial_*/*.json")):
-        try:
-            read_json(path, _DAMAGED_FIX)
-        except DamagedFileError as err:
-            raise SweepProjectError(str(err)) from None
-
-
-def prepare_project(project_dir: Path, description: dict, overwrite: bool) -> bool:
-    """Validate (resume) or mark for replacement (``overwrite``) the project directory; nothing is deleted here.
-
-    Returns:
-        True when an existing sweep is resumed.
-
-    Raises:
-        SweepProjectError: the directory holds a different sweep, something that is not a sweep, or a
-            damaged file.
-    """
-    if overwrite:
-        return False
-    if directory_entries(project_dir):
-        if not (project_dir / SWEEP_FILE).exists():
-            raise SweepProjectError(
-                f"{project_dir} is not empty and holds no {SWEEP_FILE}: choose another --project-name or "
-                f"pass --overwrite to delete it."
-            )
-        check_project_files(project_dir)
-        stored = _comparable(read_sweep_file(project_dir))
-        current = _comparable(json.loads(json.dumps(description)))
-        if stored != current:
-            diff = _describe_difference(stored, current)
-            raise SweepProjectError(
-                f"{project_dir} holds a different sweep ({diff}). Rerun with the same settings to resume it, "
-                f"choose another --project-name, or pass --overwrite to start over."
-            )
-        return True
-    return False
-
-
-def _describe_difference(stored: dict, current: dict) -> str:
-    parts = []
-    for key in ("task", "preset", "tuner"):
-        if stored[key] != current[key]:
-            parts.append(f"{key}: stored {stored[key]!r}, now {current[key]!r}")
-    for group in ("space", "base_config"):
-        for k in sorted(set(stored[group]) | set(current[group])):
-            if stored[group].get(k) != current[group].get(k):
-                parts.append(f"{group}.{k}: stored {stored[group].get(k)!r}, now {current[group].get(k)!r}")
-    return "; ".join(parts)
-
-
 @dataclass
 class SweepResult:
     project_dir: Path
@@ -222,10 +137,6 @@ class SweepResult:
     report: dict  # tuning.report.write_report's return value
     stopped_early: str | None = None  # why the search stopped before max_trials (consecutive failures)
     worker: str | None = None  # a distributed worker's tuner id (the chief writes the report; ``report`` is None)
-
-
-def default_project_name(base_config: TrainConfig, tuner: str) -> str:
-    return f"{base_config.task}-{base_config.preset}-{base_config.model}-{tuner}"
 
 
 def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "random", max_trials: int = 10,
@@ -279,13 +190,11 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
                                max_consecutive_failures, hyperband_factor, data)
     with DirectoryLock(project_dir, "sweep project"):
         return _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
-                          max_consecutive_failures, hyperband_factor, data)
+                          max_consecutive_failures, hyperband_factor, data, role)
 
 
 def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
-               max_consecutive_failures, hyperband_factor, data):
-    from tuning.report import write_report
-
+               max_consecutive_failures, hyperband_factor, data, role):
     description = sweep_description(tuner, base_config, space)
     resumed = prepare_project(project_dir, description, overwrite)
 
@@ -302,7 +211,6 @@ def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, p
                 entry.unlink()
     write_json_atomic(project_dir / SWEEP_FILE, description)
 
-    role = distributed_role()
     if role is not None:
         print(f"Chief {role.tuner_id!r}: serving the oracle at {role.address}; the workers train the trials "
               f"(start them with the same command and their own {ID_ENV}).", flush=True)
@@ -333,11 +241,10 @@ def _run_worker(base_config, space, tuner, max_trials, directory, project_name, 
     if not (project_dir / SWEEP_FILE).exists():
         raise SweepProjectError(f"{project_dir} holds no {SWEEP_FILE}, which the chief writes before it serves: the "
                                 f"workers must see the chief's --directory (the same path on a shared file system).")
-    stored = _comparable(read_sweep_file(project_dir))
-    current = _comparable(json.loads(json.dumps(sweep_description(tuner, base_config, space))))
-    if stored != current:
+    diff = stored_sweep_difference(project_dir, sweep_description(tuner, base_config, space))
+    if diff:
         raise SweepProjectError(f"worker {role.tuner_id!r} was started for another sweep than the chief's "
-                                f"({_describe_difference(stored, current)}); start it with the chief's arguments.")
+                                f"({diff}); start it with the chief's arguments.")
     hypermodel = SSMHyperModel(base_config, space, data=data)
     hypermodel.data()
     keras_tuner = make_tuner(tuner, hypermodel, max_trials=max_trials, directory=directory,

@@ -24,11 +24,10 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 
+from tuning.project import TUNERS  # noqa: E402
 from tuning.space import DIMENSIONS, INIT_CHOICES, build_search_space  # noqa: E402
 from zoo.cli_common import fail, parse_set_overrides, want_traceback  # noqa: E402
 from zoo.configs import DEFAULT_PRESET, MODELS, PRESETS, TASKS, get_config  # noqa: E402
-
-TUNERS = ("random", "bayesian", "hyperband")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
-#: The LRA tasks, the digits stand-in and the synthetic delayed-recall memory tasks (zoo.data.delayed_recall).
-TASKS = LRA_TASKS + ("digits", "delayed_recall", "delayed_recall_short")
+from keras_ssm.ops.init import DISCRETE_INITS, EIGENVALUE_INITS
+from zoo.data.api import LRA_TASKS, TASKS
+
 PRESETS = ("full", "small", "quick")
 DEFAULT_PRESET = "quick"
 MODELS = ("s4d", "s4")
@@ -40,7 +40,7 @@ DISTRIBUTE = (None, "data")
 #: Named eigenvalue initialisations (None = the layer's default: "inv" for S4D, "legs" for S4). The config key
 #: `init` also takes the discrete families with parameters ("unity_rings:rho=0.99,p=4") and a path to a .npy
 #: file of continuous eigenvalues (N/2,) or (H, N/2) (keras_ssm.ops.init.check_eigenvalue_init).
-INITS = (None, "inv", "lin", "real", "legs", "random", "linear_magnitudes", "unity_rings", "memory")
+INITS = (None,) + EIGENVALUE_INITS + DISCRETE_INITS
 #: Discretizations (None = the layer's default: "zoh" for S4D, "bilinear" for S4, which requires it).
 DISCRETIZATIONS = (None, "zoh", "bilinear")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_ssm.memory import find_ssm_layers, layer_memory_function, memory_summary
 from zoo.configs import INITS, MODELS, PRESETS, TASKS, TrainConfig, get_config
 from zoo.rundir import read_json, write_json_atomic
 
@@ -37,8 +38,6 @@ RUNS_DIR = "runs"
 ANALYSIS_FILE = "analysis.json"
 _RESULTS_FIX = "Delete it and rerun the same command: the run is evaluated again from its best.keras."
 ANALYSIS_ARRAYS_FILE = "analysis.npz"
-#: Memory length = smallest lag holding this fraction of the memory capacity (keras_ssm.memory.memory_length).
-MEMORY_LENGTH_FRACTION = 0.9
 #: Config keys that the experiment itself sets per run; overriding them would break the pairing.
 EXPERIMENT_KEYS = ("task", "preset", "model", "init", "seed", "trainable_eigenvalues", "output_dir")
 
@@ -224,17 +223,10 @@ def weights_fingerprint(arrays) -> str:
 
 
 def memory_layer_summary(memory, delay: int | None) -> dict:
-    """Channel-averaged facts of one layer's MemoryFunction (H, T): capacity MC = sum_k MF(k), memory
-    length (lag holding ``MEMORY_LENGTH_FRACTION`` of MC), numerical rank; MF at ``delay`` (mean and max
-    over channels) when given and inside the horizon."""
-    from keras_ssm.memory import memory_capacity, memory_length
-
-    summary = {
-        "capacity": float(np.mean(memory_capacity(memory))),
-        "length": float(np.mean(memory_length(memory, MEMORY_LENGTH_FRACTION))),
-        "rank": float(np.mean(memory.rank)),
-        "state_dim": float(np.mean(memory.state_dim)),
-    }
+    """``keras_ssm.memory.memory_summary`` of one layer's MemoryFunction (H, T) (channel means of MC,
+    memory length and accuracy; rank, state dimension, condition number), with MF at ``delay`` (mean
+    and max over channels) when given and inside the horizon."""
+    summary = memory_summary(memory)
     if delay is not None and delay < memory.horizon:
         at_delay = memory.values[..., delay]
         summary["mf_at_delay_mean"] = float(np.mean(at_delay))
@@ -252,7 +244,6 @@ def analyse_models(initial_model, trained_model, horizon: int, delay: int | None
         mf_trained, eig_initial, eig_trained) to numpy arrays: MF values (H, horizon) float64 and
         discrete eigenvalues (H, N/2) complex128.
     """
-    from keras_ssm.memory import find_ssm_layers, layer_memory_function
 
     before, after = find_ssm_layers(initial_model), find_ssm_layers(trained_model)
     if list(before) != list(after):

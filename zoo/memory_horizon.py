@@ -27,23 +27,26 @@ report.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from keras_ssm.memory import empirical_memory_function, memory_function, memory_length, memory_summary
+from keras_ssm.ops.discrete import discretize_diagonal_numpy
+from keras_ssm.ops.init import initial_eigenvalues
 from zoo.configs import RUN_ONLY_FIELDS, TrainConfig, get_config
-from zoo.experiments import PlannedRun, resolve_seeds
+from zoo.experiments import PlannedRun, analyse_models, load_analysis_arrays, resolve_seeds
 from zoo.rundir import DirectoryLock, read_json, write_json_atomic, write_text_atomic
 
 TASK = "delayed_recall"
 EMPIRICAL_FILE = "empirical.json"
-#: Memory length = smallest lag holding this fraction of MC (as in zoo.experiments).
-MEMORY_LENGTH_FRACTION = 0.9
 #: Run sizes per preset. "quick" fits a shared 2-core CPU; "full" is for an accelerator.
 #: Keys: TrainConfig overrides of the delayed_recall preset, plus the experiment's own grid.
 PRESETS = {
@@ -361,11 +364,8 @@ def _best_weights_callback():
 def _train_group(runs, empirical_sequences, log, offset, total):
     """Train ``runs`` (one setting, mode and seed; different delays) on one compiled model; yields
     (run, (status, error)) as each run finishes."""
-    import time
-
     import keras
 
-    from zoo.experiments import analyse_models
     from zoo.models import build_model, count_parameters, input_spec_from_info
     from zoo.training import compile_model
 
@@ -453,7 +453,6 @@ def _empirical(features, config, run, feature_layer, num_sequences) -> dict:
     u_{t-k}; MF_hat(k) is the held-out R^2 of a ridge readout (keras_ssm.memory.empirical_memory_function)
     after a washout of ``delay`` steps, k = 0..delay.
     """
-    from keras_ssm.memory import empirical_memory_function
 
     options = config.data_options
     seq_len, num_classes = int(options["seq_len"]), int(options["num_classes"])
@@ -471,15 +470,12 @@ def reference_edge_delay(n: int, seq_len: int, dt_min: float = 1e-3, dt_max: flo
                          channels: int = 16) -> int:
     """The memory edge of a setting: the median over channels (dt log-spaced over [dt_min, dt_max]) of the
     memory length (lag holding 90% of MC, finite horizon seq_len) of its closed-form MF, ZOH."""
-    from keras_ssm.memory import memory_function, memory_length
-    from keras_ssm.ops.discrete import discretize_diagonal_numpy
-    from keras_ssm.ops.init import initial_eigenvalues
 
     a = initial_eigenvalues(init, n, num_channels=channels, seed=0)
     dt = np.geomspace(dt_min, dt_max, channels)[:, None]
     lam, _ = discretize_diagonal_numpy(dt, a, "zoh")
     mf = memory_function(lam, horizon=seq_len)
-    return int(np.median(memory_length(mf, MEMORY_LENGTH_FRACTION)))
+    return int(np.median(memory_length(mf)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,18 +501,13 @@ def _seed_stats(values):
 def _layer_memory(record, stage):
     """Channel statistics of the first SSM layer's MF at ``stage`` ("initial"/"trained"): MF(d) max and
     mean over channels, memory length and memory accuracy (channel means), MC (channel mean)."""
-    from keras_ssm.memory import memory_accuracy, memory_capacity, memory_length
-    from zoo.experiments import load_analysis_arrays
-
     arrays = load_analysis_arrays(record["run"].planned)[f"mf_{stage}"]
     values = arrays[sorted(arrays)[0]]
     d = record["run"].delay
     return {
         "mf_at_delay_max": float(values[:, d].max()),
         "mf_at_delay_mean": float(values[:, d].mean()),
-        "length": float(np.mean(memory_length(values, MEMORY_LENGTH_FRACTION))),
-        "accuracy": float(np.mean(memory_accuracy(values, MEMORY_LENGTH_FRACTION))),
-        "capacity": float(np.mean(memory_capacity(values))),
+        **memory_summary(values),
     }
 
 
@@ -615,7 +606,6 @@ def write_memory_horizon_report(records, report_dir, *, experiment: str, command
 
     ``version``: the code version the runs used (default: :func:`code_version` now; the CLI records it
     before training, so later edits of the checkout do not change what the report says)."""
-    import datetime
     import keras
 
     report_dir = Path(report_dir)

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,12 +199,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     elif devices > 1:
         val_ds, test_ds = pad_batches(val_ds, devices), pad_batches(test_ds, devices)
     majority_rate = max(test_info.class_counts) / sum(test_info.class_counts)
-    steps_per_epoch = train_info.num_examples // config.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"The {config.task} train split has {train_info.num_examples} examples, fewer than one batch "
-            f"of {config.batch_size}."
-        )
+    steps_per_epoch = full_batches_per_epoch(config, train_info)
     model = build_model(config, input_spec_from_info(train_info))
     params = count_parameters(model)
     compile_model(model, config, steps_per_epoch, padded_evaluation=devices > 1)
@@ -258,10 +253,10 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     if config.verbose:  # short epoch lines: the timings stay in history.csv, not in the progress bar
         callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
     if initial_epoch < config.epochs:
-        if process_count() > 1:  # Keras cannot count the batches of a dataset sharded over processes
-            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
         try:
-            with divergence_errors(guard):
+            with divergence_errors(guard), warnings.catch_warnings():
+                if process_count() > 1:  # Keras cannot count the batches of a dataset sharded over processes
+                    warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
                 model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
                           steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
                           shuffle=False)
@@ -352,8 +347,7 @@ def evaluate_run(run_dir, split: str = "test", *, batch_size: int | None = None)
     model, config = load_run(run_dir)
     dataset, info = load_task(config.task, split, data_dir=config.data_dir, cache_dir=config.cache_dir,
                               batch_size=batch_size or config.batch_size, seed=config.seed, **config.data_options)
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    model.compile(loss=classification_loss(), metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     metrics = model.evaluate(dataset, return_dict=True, verbose=0)
     return {"run_dir": str(run_dir), "task": config.task, "split": split, "accuracy": float(metrics["accuracy"]),
             "loss": float(metrics["loss"]), "examples": int(info.num_examples),
@@ -486,10 +480,15 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int, *, padded_ev
         optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
                                  total_steps=config.epochs * steps_per_epoch,
                                  warmup_fraction=config.warmup_fraction),
-        # Weighted, so that zero-weight padding rows (data parallel evaluation) do not count.
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
+        loss=classification_loss(),
         weighted_metrics=metrics,
     )
+
+
+def classification_loss():
+    """Cross-entropy on logits, weighted, so that zero-weight padding rows (data parallel evaluation) do
+    not count."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
 
 def _say(config, message):
@@ -632,6 +631,16 @@ def curves_title(config) -> str:
     """Title of a run's plots: task, preset, model, fixed or learned eigenvalues, seed."""
     return (f"{config.task} ({config.preset} preset), {config.model.upper()}, "
             f"{config.eigenvalue_mode} eigenvalues, seed {config.seed}")
+
+
+def full_batches_per_epoch(config, info) -> int:
+    """Training steps per epoch: the full batches of ``config.batch_size`` in the train split ``info``
+    (the remainder is dropped: one compiled train step, even device shards)."""
+    steps = info.num_examples // config.batch_size
+    if steps < 1:
+        raise ValueError(f"The {config.task} train split has {info.num_examples} examples, fewer than one batch "
+                         f"of {config.batch_size}.")
+    return steps
 
 
 def memory_horizon(config, info) -> int:

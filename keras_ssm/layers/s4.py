@@ -17,9 +17,7 @@ from keras_ssm.ops.dplr import (
     power_kernel,
     truncated_output_row,
 )
-from keras_ssm.ops.init import DISCRETE_INITS, nplr_legs, resolve_eigenvalue_init
-
-S4_INITS = ("legs", "inv", "lin", "real", "random")
+from keras_ssm.ops.init import nplr_legs, resolve_eigenvalue_init
 
 
 @keras.saving.register_keras_serializable(package="keras_ssm")
@@ -76,7 +74,6 @@ class S4(BaseSSM):
     """
 
     default_init = "legs"
-    allowed_inits = S4_INITS + DISCRETE_INITS
     default_discretization = "bilinear"
     allowed_discretizations = ("bilinear",)
     is_diagonal = False

@@ -20,6 +20,7 @@ Nothing here imports keras.
 
 from keras_ssm.memory.core import (
     DISCRETIZATIONS,
+    MEMORY_LENGTH_FRACTION,
     MemoryFunction,
     discretize_eigenvalues,
     memory_accuracy,
@@ -36,6 +37,7 @@ from keras_ssm.memory.plotting import plot_memory_comparison, plot_memory_functi
 
 __all__ = [
     "DISCRETIZATIONS",
+    "MEMORY_LENGTH_FRACTION",
     "EigenvalueDesign",
     "MemoryFunction",
     "design_eigenvalues",

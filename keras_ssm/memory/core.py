@@ -43,6 +43,7 @@ import scipy.linalg
 from keras_ssm.ops.discrete import DISCRETIZATIONS, check_discretization, discretize_diagonal_numpy
 
 __all__ = [
+    "MEMORY_LENGTH_FRACTION",
     "MemoryFunction",
     "memory_function",
     "memory_capacity",
@@ -53,6 +54,9 @@ __all__ = [
     "discretize_eigenvalues",
     "DISCRETIZATIONS",
 ]
+
+#: Memory length = the smallest lag by which this fraction of the memory capacity is reached.
+MEMORY_LENGTH_FRACTION = 0.9
 
 _EPS = np.finfo(np.float64).eps
 # Doublings of the infinite-horizon Gramian: 2**200 * horizon steps exceeds any
@@ -108,11 +112,11 @@ class MemoryFunction:
         """Memory capacity over the returned lags, MC = sum_k MF(k), shape ``batch_shape``."""
         return memory_capacity(self)
 
-    def memory_length(self, fraction: float = 0.9):
+    def memory_length(self, fraction: float = MEMORY_LENGTH_FRACTION):
         """See :func:`memory_length`."""
         return memory_length(self, fraction)
 
-    def accuracy(self, fraction: float = 0.9):
+    def accuracy(self, fraction: float = MEMORY_LENGTH_FRACTION):
         """See :func:`memory_accuracy`."""
         return memory_accuracy(self, fraction)
 
@@ -661,7 +665,7 @@ def memory_capacity(memory):
     return _memory_values(memory).sum(axis=-1)[()]
 
 
-def memory_length(memory, fraction: float = 0.9):
+def memory_length(memory, fraction: float = MEMORY_LENGTH_FRACTION):
     """Lag by which ``fraction`` of the memory capacity is reached.
 
     l = min { k : sum_{j<=k} MF(j) >= fraction * MC },  MC = sum over all returned lags,
@@ -681,7 +685,7 @@ def memory_length(memory, fraction: float = 0.9):
     return np.argmax(reached, axis=-1)[()]
 
 
-def memory_accuracy(memory, fraction: float = 0.9):
+def memory_accuracy(memory, fraction: float = MEMORY_LENGTH_FRACTION):
     """Mean MF over the lags that carry the memory: the "accuracy" side of the trade-off.
 
     accuracy = (1 / (l + 1)) * sum_{k=0}^{l} MF(k),  l = memory_length(memory, fraction),
@@ -703,23 +707,28 @@ def memory_accuracy(memory, fraction: float = 0.9):
     return (reached_mass / (length + 1))[()]
 
 
-def memory_summary(memory: MemoryFunction, fraction: float = 0.9) -> dict:
+def memory_summary(memory, fraction: float = MEMORY_LENGTH_FRACTION) -> dict:
     """Channel-averaged summary of a memory function, for tables.
 
+    Args:
+        memory: a MemoryFunction, or its values (..., horizon) as an array.
+
     Returns a dict with ``capacity`` (mean MC), ``length`` (mean memory_length),
-    ``accuracy`` (mean memory_accuracy), ``rank`` (mean numerical rank), ``state_dim``
-    (mean real state dimension) and ``condition_number`` (largest over channels).
+    ``accuracy`` (mean memory_accuracy) and, for a MemoryFunction, ``rank`` (mean numerical rank),
+    ``state_dim`` (mean real state dimension) and ``condition_number`` (largest over channels).
     """
-    if not isinstance(memory, MemoryFunction):
-        raise ValueError(f"memory must be a MemoryFunction, got {type(memory).__name__}")
-    return {
-        "capacity": float(np.mean(memory.capacity)),
-        "length": float(np.mean(memory_length(memory, fraction))),
-        "accuracy": float(np.mean(memory_accuracy(memory, fraction))),
-        "rank": float(np.mean(memory.rank)),
-        "state_dim": float(np.mean(memory.state_dim)),
-        "condition_number": float(np.max(memory.condition_number)),
+    values = memory.values if isinstance(memory, MemoryFunction) else np.asarray(memory, dtype=np.float64)
+    if values.ndim < 1 or values.shape[-1] < 1:
+        raise ValueError(f"memory must be a MemoryFunction or an array (..., horizon), got shape {values.shape}")
+    summary = {
+        "capacity": float(np.mean(memory_capacity(values))),
+        "length": float(np.mean(memory_length(values, fraction))),
+        "accuracy": float(np.mean(memory_accuracy(values, fraction))),
     }
+    if isinstance(memory, MemoryFunction):
+        summary.update(rank=float(np.mean(memory.rank)), state_dim=float(np.mean(memory.state_dim)),
+                       condition_number=float(np.max(memory.condition_number)))
+    return summary
 
 
 def discretize_eigenvalues(continuous_eigenvalues, dt, method: str = "zoh") -> np.ndarray:

@@ -63,6 +63,7 @@ import scipy.optimize
 import scipy.special
 
 from keras_ssm.memory.core import (
+    MEMORY_LENGTH_FRACTION,
     MemoryFunction,
     _as_finite_array,
     _stationary_gradient,
@@ -156,7 +157,7 @@ class EigenvalueDesign:
         """min(1, N / horizon): the largest smallest-MF a flat memory up to the horizon can have."""
         return min(1.0, self.n / self.horizon)
 
-    def summary(self, fraction: float = 0.9) -> dict:
+    def summary(self, fraction: float = MEMORY_LENGTH_FRACTION) -> dict:
         """Plain numbers for tables: min MF, MC, memory length (infinite horizon), scale, bound, match."""
         return {
             "n": self.n,

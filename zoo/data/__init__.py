@@ -62,9 +62,10 @@ Generators run in ``num_workers`` spawned processes: scripts that call them need
 """
 
 from ._common import DataError, DataNotFoundError, MalformedDataError, RaggedArray, SplitData, default_cache_dir
-from .api import SPLITS, TASKS, TaskInfo, load_task, load_task_arrays, task_options
+from .api import LRA_TASKS, SPLITS, TASKS, TaskInfo, load_task, load_task_arrays, task_options
 
 __all__ = [
+    "LRA_TASKS",
     "TASKS",
     "SPLITS",
     "TaskInfo",

@@ -13,8 +13,9 @@ import numpy as np
 from ._common import DataError, SplitData, check_choice, check_positive_int, logger, resolve_cache_dir
 from .pipeline import InputEncoding
 
-TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "digits", "delayed_recall",
-         "delayed_recall_short")
+LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+#: The LRA tasks, the digits stand-in and the synthetic delayed-recall memory tasks (zoo.data.delayed_recall).
+TASKS = LRA_TASKS + ("digits", "delayed_recall", "delayed_recall_short")
 SPLITS = ("train", "val", "test")
 ENCODINGS = ("tokens", "real")
 
@@ -209,4 +210,4 @@ def load_task(name: str, split: str, *, data_dir=None, cache_dir=None, batch_siz
     return dataset, info
 
 
-__all__ = ["TASKS", "SPLITS", "TaskInfo", "load_task", "load_task_arrays", "task_options", "SplitData"]
+__all__ = ["LRA_TASKS", "TASKS", "SPLITS", "TaskInfo", "load_task", "load_task_arrays", "task_options", "SplitData"]
