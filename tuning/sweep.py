@@ -26,7 +26,7 @@ import argparse  # noqa: E402
 
 from tuning.project import TUNERS  # noqa: E402
 from tuning.space import DIMENSIONS, INIT_CHOICES, build_search_space  # noqa: E402
-from zoo.cli_common import fail, parse_set_overrides, want_traceback  # noqa: E402
+from zoo.cli_common import fail, parse_set_overrides, run_interruptible, want_traceback  # noqa: E402
 from zoo.configs import DEFAULT_PRESET, MODELS, PRESETS, TASKS, get_config  # noqa: E402
 
 
@@ -114,16 +114,9 @@ def main(argv=None) -> int:
     """The sweep CLI. Exit codes: 0 done; 1 stopped early (consecutive failed trials); 2 a config, data
     or project problem (one line on stderr; KERAS_SSM_TRACEBACK=1 shows the traceback); 130 interrupted
     (Ctrl-C; rerunning the same command resumes)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return _main(args)
-    except KeyboardInterrupt:
-        if want_traceback():
-            raise
-        print("\nInterrupted. Rerunning the same command resumes the sweep (an unfinished trial runs again).",
-              file=sys.stderr, flush=True)
-        return 130
+    args = build_parser().parse_args(argv)
+    return run_interruptible(_main, args, "Rerunning the same command resumes the sweep (an unfinished trial "
+                                          "runs again).")
 
 
 def _main(args) -> int:

@@ -1,5 +1,5 @@
 """Command-line helpers shared by the zoo and tuning scripts (zoo/train.py, zoo/experiment.py,
-tuning/sweep.py): ``--set KEY=VALUE`` parsing and the one-line error / traceback convention."""
+tuning/sweep.py): ``--set KEY=VALUE`` parsing, the one-line error / traceback convention and Ctrl-C handling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-__all__ = ["TRACEBACK_ENV", "fail", "parse_set_overrides", "want_traceback"]
+__all__ = ["TRACEBACK_ENV", "fail", "parse_set_overrides", "run_interruptible", "want_traceback"]
 
 
 def _parse_value(text: str):
@@ -47,3 +47,15 @@ def fail(message: str, code: int = 2) -> int:
 
 def want_traceback() -> bool:
     return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+
+
+def run_interruptible(main, args, resume_hint: str) -> int:
+    """``main(args)``; Ctrl-C prints one line ending in ``resume_hint`` and returns 130 (the traceback
+    instead when KERAS_SSM_TRACEBACK is set)."""
+    try:
+        return main(args)
+    except KeyboardInterrupt:
+        if want_traceback():
+            raise
+        print(f"\nInterrupted. {resume_hint}", file=sys.stderr, flush=True)
+        return 130

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_ssm.ops.init import DISCRETE_INITS, EIGENVALUE_INITS
-from zoo.data.api import LRA_TASKS, TASKS
+from zoo.data.api import TASKS
 
 PRESETS = ("full", "small", "quick")
 DEFAULT_PRESET = "quick"

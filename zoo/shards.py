@@ -71,7 +71,7 @@ def claim_plan(output_dir, labels, shards: int) -> None:
             pass
         finally:
             os.unlink(tmp)
-    stored = read_json(path, f"Delete it only if no shard of this experiment is running or will be rerun.")
+    stored = read_json(path, "Delete it only if no shard of this experiment is running or will be rerun.")
     if stored.get("shards") != mine["shards"]:
         raise ValueError(f"{path} records an experiment split into {stored.get('shards')} shards; this command "
                          f"uses {shards}. Use the same N in every shard (or another --output-dir).")

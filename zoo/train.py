@@ -25,7 +25,7 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 
-from zoo.cli_common import TRACEBACK_ENV, fail, parse_set_overrides, want_traceback  # noqa: E402,F401
+from zoo.cli_common import TRACEBACK_ENV, fail, parse_set_overrides, run_interruptible, want_traceback  # noqa: E402,F401
 from zoo.configs import (  # noqa: E402
     DEFAULT_PRESET,
     FIELD_NAMES,
@@ -155,16 +155,8 @@ def resolve_config(args):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return _main(args)
-    except KeyboardInterrupt:
-        if want_traceback():
-            raise
-        print("\nInterrupted. Rerunning the same command resumes from the last completed epoch.",
-              file=sys.stderr, flush=True)
-        return 130
+    args = build_parser().parse_args(argv)
+    return run_interruptible(_main, args, "Rerunning the same command resumes from the last completed epoch.")
 
 
 def _main(args) -> int:

@@ -431,7 +431,7 @@ def _plan_run(out: Path, config: TrainConfig, overwrite: bool, resume_diverged: 
             f"Pass --overwrite to replace it, or choose another --output-dir."
         )
     if finished:
-        return _Plan(results=read_json(out / RESULTS_FILE, f"Rerun with --overwrite to train it again."))
+        return _Plan(results=read_json(out / RESULTS_FILE, "Rerun with --overwrite to train it again."))
     if diverged is not None and not resume_diverged:
         raise RunDirectoryError(
             f"The run in {out} stopped on divergence ({diverged.get('message', 'see ' + DIVERGED_FILE)}); "

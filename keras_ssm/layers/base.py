@@ -275,7 +275,9 @@ class BaseSSM(keras.layers.Layer):
         raise NotImplementedError
 
     def convolution_kernel(self, length):
-        """The kernel as a keras tensor, (channels, H, length) float32."""
+        """The kernel that `call` convolves with: a float32 backend tensor (channels, H, length),
+        differentiable in the layer's variables (channels = 2 when bidirectional: causal, anticausal).
+        `kernel(length)` is its numpy view for analysis."""
         raise NotImplementedError
 
     @property
@@ -355,7 +357,8 @@ class BaseSSM(keras.layers.Layer):
 
     # numpy views for analysis -------------------------------------------------------------------
     def kernel(self, length):
-        """The real convolution kernel as a numpy array: (H, length), or (2, H, length) if bidirectional."""
+        """The numpy view of `convolution_kernel` for analysis: (H, length), or (2, H, length) if
+        bidirectional."""
         if not isinstance(length, (int, np.integer)) or length < 1:
             raise ValueError(f"`length` must be a positive integer, got {length!r}.")
         self._check_built()

@@ -7,6 +7,7 @@ from keras import ops
 from keras_ssm.layers.base import BaseSSM, complex_from_pairs
 from keras_ssm.ops.diagonal import (
     complex_multiply,
+    diagonal_step,
     discretize_diagonal,
     vandermonde_kernel,
 )
@@ -82,11 +83,7 @@ class S4D(BaseSSM):
 
     def _recurrence(self, u, state):
         """s_t = lambda s_{t-1} + dB u_t,  y_t = 2 Re(sum_n C s_t)."""
-        log_mag, angle, db_re, db_im = self._discrete()
-        mag = ops.exp(log_mag)
-        s_re, s_im = complex_multiply(state[..., 0], state[..., 1], mag * ops.cos(angle), mag * ops.sin(angle))
-        s_re = s_re + db_re * u[..., None]
-        s_im = s_im + db_im * u[..., None]
+        s_re, s_im = diagonal_step(state[..., 0], state[..., 1], u, *self._discrete())
         C = ops.cast(self.C[0], "float32")
         y = 2.0 * ops.sum(C[..., 0] * s_re - C[..., 1] * s_im, axis=-1)
         return y, ops.stack([s_re, s_im], axis=-1)

@@ -24,6 +24,7 @@ _EXPORTS = {
     "DISCRETIZATIONS": "discrete",
     "complex_divide": "diagonal",
     "complex_multiply": "diagonal",
+    "diagonal_step": "diagonal",
     "discretize_diagonal": "diagonal",
     "discretize_diagonal_numpy": "discrete",
     "eigenvalue_powers": "diagonal",

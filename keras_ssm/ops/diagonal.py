@@ -67,6 +67,21 @@ def complex_multiply(a_re, a_im, b_re, b_im):
     return a_re * b_re - a_im * b_im, a_re * b_im + a_im * b_re
 
 
+def diagonal_step(state_re, state_im, u, log_magnitude, angle, db_re, db_im):
+    """One step of the diagonal recurrence s_t = lambda s_{t-1} + dB u_t, lambda = exp(log_magnitude + i angle).
+
+    Args:
+        state_re, state_im: (batch, H, N/2) state. u: (batch, H) inputs. log_magnitude, angle, db_re,
+            db_im: (H, N/2).
+
+    Returns:
+        (s_re, s_im), each (batch, H, N/2).
+    """
+    magnitude = ops.exp(log_magnitude)
+    s_re, s_im = complex_multiply(state_re, state_im, magnitude * ops.cos(angle), magnitude * ops.sin(angle))
+    return s_re + db_re * u[..., None], s_im + db_im * u[..., None]
+
+
 def eigenvalue_powers(log_magnitude, angle, exponents):
     """lambda^e for every mode and exponent: (..., M) and (E,) -> two (..., M, E) tensors."""
     scale = ops.exp(log_magnitude[..., None] * exponents)

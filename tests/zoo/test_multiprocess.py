@@ -116,4 +116,4 @@ def test_two_processes_train_the_one_process_curve_and_resume_after_a_kill(tmp_p
     assert r2["devices"] == 2 and r2["test_accuracy"] == pytest.approx(r1["test_accuracy"], abs=1e-6)
     assert r2["test_loss"] == pytest.approx(r1["test_loss"], rel=1e-5)
     # only process 0 wrote the run directory; the other's files were temporary
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"keras_ssm-process1-*"))
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("keras_ssm-process1-*"))

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import tiny_config
 from zoo.callbacks import TrainingDivergedError, read_backup
-from zoo.configs import TrainConfig, get_config
+from zoo.configs import get_config
 from zoo.rundir import DamagedFileError, DirectoryLock, LockedError, RunDirectoryError
 from zoo.training import train
 

@@ -144,6 +144,20 @@ def file_signature(paths: Iterable[Path]) -> list:
     return signature
 
 
+def check_can_generate(what: str, problem: str, directory: Path, generate: bool, lra_subdir: str) -> None:
+    """Before (re)generating ``what`` into ``directory``, where its cached copy has ``problem``
+    ("missing" or what is damaged): a DataNotFoundError naming the LRA archive when ``generate`` is
+    False, else a warning when a damaged copy is about to be replaced."""
+    if not generate:
+        state = "not found" if problem == "missing" else f"damaged ({problem})"
+        raise DataNotFoundError(
+            f"generated {what} data {state} at {directory} and generate=False; pass generate=True, or "
+            f"data_dir= pointing at lra_release/{lra_subdir} of {LRA_ARCHIVE_HINT}"
+        )
+    if problem != "missing":
+        logger.warning("%s: generated data in %s is damaged (%s); regenerating it", what.lower(), directory, problem)
+
+
 @contextlib.contextmanager
 def atomic_directory(final_dir: Path, replace: bool = False):
     """Yield a temporary sibling directory that is renamed to ``final_dir`` only if the block succeeds.

@@ -40,6 +40,7 @@ from ._common import (
     SplitData,
     atomic_directory,
     cached_split,
+    check_can_generate,
     check_positive_int,
     file_signature,
     first_existing_dir,
@@ -307,14 +308,7 @@ def ensure_generated(cache_dir: Path, config: ListOpsGeneratorConfig, num_worker
             print(f"listops: using the generated data cached in {directory}", flush=True)
         _ANNOUNCED.add(directory)
         return directory
-    if not generate:
-        state = "not found" if problem == "missing" else f"damaged ({problem})"
-        raise DataNotFoundError(
-            f"generated ListOps data {state} at {directory} and generate=False; pass generate=True, "
-            f"or data_dir= pointing at lra_release/listops-1000 of {LRA_ARCHIVE_HINT}"
-        )
-    if problem != "missing":
-        logger.warning("listops: generated data in %s is damaged (%s); regenerating it", directory, problem)
+    check_can_generate("ListOps", problem, directory, generate, "listops-1000")
     logger.info("listops: generating %s into %s", config, directory)
     if progress:
         print(f"listops: generating {config.num_train + config.num_val + config.num_test} examples "

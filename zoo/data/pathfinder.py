@@ -40,6 +40,7 @@ from ._common import (
     MalformedDataError,
     SplitData,
     atomic_directory,
+    check_can_generate,
     file_signature,
     first_existing_dir,
     logger,
@@ -194,14 +195,7 @@ def ensure_generated(cache_dir: Path, params: PathfinderParams, num_examples: in
     if problem is None:
         logger.info("pathfinder: reusing generated data in %s", root)
         return root / subdir
-    if not generate:
-        state = "not found" if problem == "missing" else f"damaged ({problem})"
-        raise DataNotFoundError(
-            f"generated Pathfinder data {state} at {root} and generate=False; pass generate=True, or "
-            f"data_dir= pointing at lra_release/{subdir} of {LRA_ARCHIVE_HINT}"
-        )
-    if problem != "missing":
-        logger.warning("pathfinder: generated data in %s is damaged (%s); regenerating it", root, problem)
+    check_can_generate("Pathfinder", problem, root, generate, subdir)
     logger.info("pathfinder: generating %d images with %s into %s", num_examples, params, root)
     with atomic_directory(root, replace=problem != "missing") as tmp_root:
         target = tmp_root / subdir
