@@ -287,7 +287,8 @@ def test_best_json_trains_with_the_zoo_cli(resumed_sweep, tmp_path):
 
 
 def test_a_different_sweep_in_the_same_project_is_refused(resumed_sweep):
-    from tuning.search import SweepProjectError, run_sweep
+    from tuning.project import SweepProjectError
+    from tuning.search import run_sweep
 
     narrower = resumed_sweep["space"].updated({"init": "inv"})
     with pytest.raises(SweepProjectError, match="space.init"):

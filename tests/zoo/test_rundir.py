@@ -313,7 +313,7 @@ def test_damaged_files_are_named_with_what_to_do(tmp_path, reference):
     with pytest.raises(DamagedFileError, match=r"config\.json is damaged: it is empty"):
         train(tiny(out))
 
-    from tuning.search import SweepProjectError, check_project_files
+    from tuning.project import SweepProjectError, check_project_files
 
     project = tmp_path / "sweep"
     (project / "trial_0").mkdir(parents=True)
