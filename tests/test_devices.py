@@ -89,7 +89,7 @@ def test_zoo_run_logs_the_device_and_distribute_on_one_device_says_so(tmp_path, 
     there to stay fast; tests/zoo/test_train.py checks the "device" entry of a whole run's results.json)."""
     import jax
 
-    import zoo.training
+    import zoo.runs
 
     if len(jax.devices()) != 1:
         pytest.skip("needs exactly one device")
@@ -97,9 +97,9 @@ def test_zoo_run_logs_the_device_and_distribute_on_one_device_says_so(tmp_path, 
     def stop(*args, **kwargs):
         raise _StopAfterData
 
-    monkeypatch.setattr(zoo.training, "build_model", stop)
+    monkeypatch.setattr(zoo.runs, "build_model", stop)
     with pytest.raises(_StopAfterData):
-        zoo.training.train(_tiny_digits(tmp_path, distribute="data"))
+        zoo.runs.train(_tiny_digits(tmp_path, distribute="data"))
     out = capsys.readouterr().out
     assert "--distribute data: only one device" in out
     assert f"device: {devices.describe(devices.device_info())}" in out
@@ -107,11 +107,11 @@ def test_zoo_run_logs_the_device_and_distribute_on_one_device_says_so(tmp_path, 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="--distribute data is JAX-only")
 def test_zoo_refuses_data_parallel_over_mixed_devices(tmp_path, monkeypatch):
-    import zoo.training
+    import zoo.runs
 
-    monkeypatch.setattr(zoo.training, "device_info", lambda: _info(["NVIDIA H100", "NVIDIA A100"]))
+    monkeypatch.setattr(zoo.runs, "device_info", lambda: _info(["NVIDIA H100", "NVIDIA A100"]))
     with pytest.raises(ValueError, match="devices of one kind"):
-        zoo.training.train(_tiny_digits(tmp_path, distribute="data"))
+        zoo.runs.train(_tiny_digits(tmp_path, distribute="data"))
 
 
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="with the tensorflow backend TensorFlow keeps its GPUs")

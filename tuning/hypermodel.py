@@ -2,7 +2,7 @@
 
 For a trial with values v = {dt_min, dt_max, init, trainable_eigenvalues, lr} (see
 :mod:`tuning.space`), the model is ``zoo.models.build_model(base_config.replace(**v), info)`` compiled
-with ``zoo.training.compile_model`` (SSMAdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
+with ``zoo.runs.compile_model`` (SSMAdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
 SSM variables on ``ssm_lr`` without weight decay) and sparse categorical cross-entropy on logits;
 the data are those of ``zoo.data.load_task`` for the base config (train with full batches, val). Epoch
 e of every trial sees the training data in the order given by (seed, e) alone, so a trial rerun after
@@ -36,7 +36,7 @@ from zoo.data import load_task, load_task_arrays
 from zoo.data.pipeline import make_dataset
 from zoo.models import build_model, input_spec_from_info
 from zoo.rundir import write_json_atomic
-from zoo.training import compile_model, full_batches_per_epoch, memory_horizon
+from zoo.runs import compile_model, full_batches_per_epoch, memory_horizon
 
 INITIAL_MEMORY_FILE = "initial_memory.json"
 

@@ -14,8 +14,8 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 #: takes effect before Keras loads): ``zoo.build_model("listops", preset="full")`` returns the preset's
 #: uncompiled model, ``zoo.load_run(run_dir)`` a run's best model and config, ``zoo.evaluate_run(run_dir)``
 #: its test accuracy and loss.
-_LAZY = {"build_model": "zoo.models", "get_config": "zoo.configs", "load_run": "zoo.training",
-         "evaluate_run": "zoo.training", "train": "zoo.training"}
+_LAZY = {"build_model": "zoo.models", "get_config": "zoo.configs", "load_run": "zoo.runs",
+         "evaluate_run": "zoo.runs", "train": "zoo.runs"}
 __all__ = sorted(_LAZY)
 
 

@@ -3,7 +3,7 @@
 Experiments:
 
 * ``fixed-vs-learned`` (the default when no name is given, so the old invocation still works): paired zoo runs
-  with fixed and learned eigenvalues over tasks, initialisations and seeds (zoo.experiments, zoo.report);
+  with fixed and learned eigenvalues over tasks, initialisations and seeds (zoo.fixed_vs_learned, zoo.report);
 * ``memory-horizon``: delayed recall over a log-spaced delay grid, fixed / learned (/ partly frozen)
   eigenvalues, several settings, seeds; accuracy against MF(delay) at initialisation (zoo.memory_horizon);
 * ``longest-memory``: one delay near the memory edge of the default init, settings ordered by memory length.
@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def plan_from_args(args):
-    """The experiment plan (zoo.experiments.plan_runs) of parsed command-line ``args``."""
-    from zoo.experiments import plan_runs
+    """The experiment plan (zoo.fixed_vs_learned.plan_runs) of parsed command-line ``args``."""
+    from zoo.fixed_vs_learned import plan_runs
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
@@ -283,9 +283,9 @@ def main_fixed_vs_learned(rest, argv) -> int:
     except ValueError as err:
         parser.error(str(err))
 
-    from zoo.experiments import collect_records, run_experiment
+    from zoo.fixed_vs_learned import collect_records, run_experiment
     from zoo.report import REPORT_MD, write_report
-    from zoo.training import RunDirectoryError
+    from zoo.runs import RunDirectoryError
 
     command = _command(argv)
     try:

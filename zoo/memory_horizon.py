@@ -17,8 +17,8 @@ last position, chance = 1 / num_classes):
   memory length; memory length, memory accuracy (mean MF up to the length) and task accuracy side by side.
   Prediction: the longest initial memory wins, even with lower per-lag accuracy.
 
-Every run trains a zoo model (zoo.models.build_model, zoo.training.compile_model: the zoo's optimizer and
-schedule) and writes ``results.json``, ``analysis.json``/``.npz`` (zoo.experiments.analyse_models) and
+Every run trains a zoo model (zoo.models.build_model, zoo.runs.compile_model: the zoo's optimizer and
+schedule) and writes ``results.json``, ``analysis.json``/``.npz`` (zoo.fixed_vs_learned.analyse_models) and
 ``empirical.json`` into ``<output_dir>/runs/<setting>/delay<d>/seed<k>/<mode>/``; runs that differ only in the
 delay share one compiled model (see :func:`run_memory_horizon`). A rerun skips finished runs and rewrites the
 report.
@@ -41,7 +41,7 @@ from keras_ssm.memory import empirical_memory_function, memory_function, memory_
 from keras_ssm.ops.discrete import discretize_diagonal_numpy
 from keras_ssm.ops.init import initial_eigenvalues
 from zoo.configs import RUN_ONLY_FIELDS, TrainConfig, get_config
-from zoo.experiments import PlannedRun, analyse_models, load_analysis_arrays, resolve_seeds
+from zoo.fixed_vs_learned import PlannedRun, analyse_models, load_analysis_arrays, resolve_seeds
 from zoo.rundir import DirectoryLock, read_json, write_json_atomic, write_text_atomic
 
 TASK = "delayed_recall"
@@ -144,7 +144,7 @@ class HorizonRun:
 
     @property
     def planned(self) -> PlannedRun:
-        """The zoo.experiments view (for its per-run analysis)."""
+        """The zoo.fixed_vs_learned view (for its per-run analysis)."""
         return PlannedRun(task=TASK, init=self.setting.label, seed=self.seed, setting=self.mode, config=self.config)
 
     @property
@@ -262,7 +262,7 @@ def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> li
     do, so before each delay the model gets back its initial weights and a zeroed optimizer (step 0 of the
     warmup + cosine schedule), which makes each run the same as a fresh one. Each finished run writes,
     atomically and in this order, ``analysis.json``/``analysis.npz`` (memory functions of the SSM layers at
-    initialisation and after training, zoo.experiments.analyse_models), ``empirical.json`` and last
+    initialisation and after training, zoo.fixed_vs_learned.analyse_models), ``empirical.json`` and last
     ``results.json``, which marks it finished; an interrupted experiment redoes at most the run in progress.
 
     Returns:
@@ -366,7 +366,7 @@ def _train_group(runs, empirical_sequences, log, offset, total):
     import keras
 
     from zoo.models import build_model, count_parameters, input_spec_from_info
-    from zoo.training import compile_model
+    from zoo.runs import compile_model
 
     config = runs[0].config
     keras.utils.set_random_seed(config.seed)

@@ -1,4 +1,4 @@
-"""The report of the fixed-versus-learned eigenvalue experiment (zoo.experiments): statistics, tables, plots.
+"""The report of the fixed-versus-learned eigenvalue experiment (zoo.fixed_vs_learned): statistics, tables, plots.
 
 For every (task, init) group and setting ("fixed", "learned") over seeds:
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.experiments import SETTINGS, load_analysis_arrays, task_delay
+from zoo.fixed_vs_learned import SETTINGS, load_analysis_arrays, task_delay
 from zoo.rundir import write_json_atomic, write_text_atomic
 
 CONVERGENCE_FRACTION = 0.95
@@ -117,7 +117,7 @@ def paired_comparison(fixed, learned) -> dict:
 
 def _run_numbers(record) -> dict:
     """The per-run numbers the report uses, from results.json, history.csv and analysis.json."""
-    from zoo.training import HISTORY_FILE, read_history
+    from zoo.runs import HISTORY_FILE, read_history
 
     run, results, analysis = record["run"], record["results"], record["analysis"]
     history = read_history(run.run_dir / HISTORY_FILE)
@@ -210,7 +210,7 @@ def code_version() -> dict:
 
 
 def build_report(records, *, command: str | None = None, title: str | None = None) -> dict:
-    """The report dict (report.json) from run records (zoo.experiments.run_experiment / collect_records)."""
+    """The report dict (report.json) from run records (zoo.fixed_vs_learned.run_experiment / collect_records)."""
     groups: dict = {}
     failures, missing = [], []
     for record in records:

@@ -12,7 +12,7 @@ and one writer per directory.
   longer runs on this host is taken over with one line saying so. Acquisition is serialised by
   ``fcntl.flock`` on the directory itself, so two starters cannot both take over the same stale lock.
 
-Both ``zoo/training.py`` (one run directory) and ``tuning/search.py`` (one sweep project) use this module.
+Both ``zoo/runs.py`` (one run directory) and ``tuning/search.py`` (one sweep project) use this module.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def _main(args) -> int:
         return fail(err)
 
     from zoo.callbacks import TrainingDivergedError
-    from zoo.training import train
+    from zoo.runs import train
 
     try:
         if group is not None:
@@ -207,7 +207,7 @@ def _main(args) -> int:
 def _evaluate(args) -> int:
     if args.task is not None:
         return fail(f"--evaluate takes the task from RUN_DIR's config.json; drop the task argument {args.task!r}.")
-    from zoo.training import evaluate_run
+    from zoo.runs import evaluate_run
 
     try:
         result = evaluate_run(args.evaluate, batch_size=args.batch_size)

@@ -12,7 +12,7 @@ from scipy import stats
 from zoo.configs import get_config
 from zoo.data import load_task, load_task_arrays, task_options
 from zoo.data.delayed_recall import generate_delayed_recall
-from zoo.experiments import SETTINGS, plan_runs, resolve_seeds, run_directory, weights_fingerprint
+from zoo.fixed_vs_learned import SETTINGS, plan_runs, resolve_seeds, run_directory, weights_fingerprint
 from zoo.report import epochs_to_fraction, paired_comparison, time_to_epoch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ TINY = ["--set", "num_layers=1", "--set", "d_model=8", "--set", "d_state=4", "--
 @pytest.mark.slow
 def test_two_seed_delayed_recall_experiment_report_eigenvalues_and_resume(tmp_path, monkeypatch, capsys):
     from zoo import experiment, training
-    from zoo.experiments import load_analysis_arrays
+    from zoo.fixed_vs_learned import load_analysis_arrays
 
     out = tmp_path / "exp"
     argv = ["--tasks", "delayed_recall", "--seeds", "2", "--preset", "quick", "--epochs", "2",

@@ -9,7 +9,7 @@ import zoo
 from zoo.configs import get_config
 from zoo.models import count_parameters, iter_layers
 from zoo.train import main as train_main
-from zoo.training import train
+from zoo.runs import train
 
 
 def test_build_model_from_task_name_is_the_preset_model_uncompiled():

@@ -22,7 +22,7 @@ from conftest import tiny_config
 from zoo.callbacks import TrainingDivergedError, read_backup
 from zoo.configs import get_config
 from zoo.rundir import DamagedFileError, DirectoryLock, LockedError, RunDirectoryError
-from zoo.training import train
+from zoo.runs import train
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="bit-exact resume is checked on jax")
@@ -67,7 +67,7 @@ KILL_SCRIPT = textwrap.dedent(
     import keras
     from zoo import callbacks
     from zoo.configs import TrainConfig
-    from zoo.training import train
+    from zoo.runs import train
 
     config = TrainConfig.from_dict(json.loads(sys.argv[1]))
     where, at = sys.argv[2], int(sys.argv[3])

@@ -19,7 +19,7 @@ from zoo.configs import get_config
 from keras_ssm import find_ssm_layers
 from zoo.models import InputSpec, build_model, input_spec_from_info, nominal_input_spec
 from keras_ssm.optimizers import SSMAdamW, ssm_variable_paths
-from zoo.training import RunDirectoryError, train
+from zoo.runs import RunDirectoryError, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -283,7 +283,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent(
     import json, sys
     import keras
     from zoo.configs import get_config
-    from zoo.training import train
+    from zoo.runs import train
     assert len(keras.distribution.list_devices()) == 2, keras.distribution.list_devices()
     out = sys.argv[1]
     histories = {}
@@ -338,7 +338,7 @@ def test_training_curves_have_a_title_and_whole_epoch_ticks(tmp_path, monkeypatc
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from zoo.training import curves_title, plot_training_curves
+    from zoo.runs import curves_title, plot_training_curves
 
     rows = ["epoch,loss,accuracy,val_loss,val_accuracy"] + [f"{e},{2 - e / 3},{0.2 + e / 10},{2.1 - e / 3},{0.2 + e / 11}"
                                                            for e in range(3)]

@@ -1,6 +1,6 @@
 """The fixed-versus-learned eigenvalue experiment: plan, run (resumably) and analyse paired zoo runs.
 
-For every task, eigenvalue initialisation and seed, two zoo runs (:func:`zoo.training.train`) are made that
+For every task, eigenvalue initialisation and seed, two zoo runs (:func:`zoo.runs.train`) are made that
 differ only in ``trainable_eigenvalues``: "fixed" (the reservoir-computing setting: log_dt, Re a, Im a frozen;
 C, D, B and every non-SSM weight still train) and "learned". Both use the same seed, so the same initial
 weights (checked through a fingerprint of the initial weights) and the same data order.
@@ -59,7 +59,7 @@ class PlannedRun:
     @property
     def finished(self) -> bool:
         """True when the run's results.json exists (the run trained to the end and was evaluated)."""
-        from zoo.training import RESULTS_FILE
+        from zoo.runs import RESULTS_FILE
 
         return (self.run_dir / RESULTS_FILE).exists()
 
@@ -160,7 +160,7 @@ def run_experiment(plan, *, log=print) -> list[dict]:
         "results": dict | None, "analysis": dict | None, "error": str | None}``.
     """
     from zoo.callbacks import TrainingDivergedError
-    from zoo.training import RESULTS_FILE, train
+    from zoo.runs import RESULTS_FILE, train
 
     records = []
     for index, run in enumerate(plan, start=1):
@@ -187,7 +187,7 @@ def run_experiment(plan, *, log=print) -> list[dict]:
 
 def collect_records(plan) -> list[dict]:
     """Records of ``plan`` from the run directories alone (no training): unfinished runs are "missing"."""
-    from zoo.training import RESULTS_FILE
+    from zoo.runs import RESULTS_FILE
 
     records = []
     for run in plan:
@@ -282,7 +282,7 @@ def analyse_run(run: PlannedRun) -> dict:
 
     from zoo.data import load_task_arrays
     from zoo.models import build_model, input_spec_from_info
-    from zoo.training import BEST_MODEL_FILE, CHECKPOINT_DIR, INITIAL_WEIGHTS_FILE, RESULTS_FILE
+    from zoo.runs import BEST_MODEL_FILE, CHECKPOINT_DIR, INITIAL_WEIGHTS_FILE, RESULTS_FILE
 
     config, out = run.config, run.run_dir
     results = read_json(out / RESULTS_FILE, _RESULTS_FIX)
@@ -299,7 +299,7 @@ def analyse_run(run: PlannedRun) -> dict:
 
 def ensure_analysis(run: PlannedRun) -> dict:
     """The run's analysis.json, computed first if it is missing (or older than its results.json)."""
-    from zoo.training import RESULTS_FILE
+    from zoo.runs import RESULTS_FILE
 
     path = run.run_dir / ANALYSIS_FILE
     arrays = run.run_dir / ANALYSIS_ARRAYS_FILE
