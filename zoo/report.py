@@ -126,13 +126,9 @@ def _run_numbers(record) -> dict:
     converged = epochs_to_fraction(val_acc)
     layers = analysis["layers"]
 
-    def layer_mean(stage, key):
+    def layer_mean(stage, key, reduce=np.mean):
         values = [layer[stage][key] for layer in layers.values() if key in layer[stage]]
-        return float(np.mean(values)) if values else None
-
-    def layer_max(stage, key):
-        values = [layer[stage][key] for layer in layers.values() if key in layer[stage]]
-        return float(np.max(values)) if values else None
+        return float(reduce(values)) if values else None
 
     return {
         "seed": run.seed,
@@ -158,8 +154,8 @@ def _run_numbers(record) -> dict:
         "length_change": layer_mean("trained", "length") - layer_mean("initial", "length"),
         "mf_at_delay_initial": layer_mean("initial", "mf_at_delay_mean"),
         "mf_at_delay_trained": layer_mean("trained", "mf_at_delay_mean"),
-        "mf_at_delay_initial_max": layer_max("initial", "mf_at_delay_max"),
-        "mf_at_delay_trained_max": layer_max("trained", "mf_at_delay_max"),
+        "mf_at_delay_initial_max": layer_mean("initial", "mf_at_delay_max", np.max),
+        "mf_at_delay_trained_max": layer_mean("trained", "mf_at_delay_max", np.max),
         "eigenvalues_identical": all(layer["eigenvalues_identical"] for layer in layers.values()),
         "eigenvalue_max_abs_change": max(layer["eigenvalue_max_abs_change"] for layer in layers.values()),
         "initial_weights_fingerprint": analysis["initial_weights_fingerprint"],
@@ -171,8 +167,7 @@ def _run_numbers(record) -> dict:
 
 
 SUMMARY_KEYS = ("test_accuracy", "best_val_accuracy", "final_val_accuracy", "train_val_gap", "epochs_to_95",
-                "time_to_95_s",
-                "train_time_s", "wall_time_s", "params_trainable", "params_frozen", "frozen_fraction",
+                "time_to_95_s", "train_time_s", "wall_time_s", "params_trainable", "params_frozen", "frozen_fraction",
                 "mc_initial", "mc_trained", "length_initial", "length_trained", "length_change",
                 "mf_at_delay_initial", "mf_at_delay_trained", "mf_at_delay_initial_max", "mf_at_delay_trained_max")
 
@@ -359,30 +354,38 @@ def plot_group_memory(records, task: str, init: str, path, delay: int | None = N
 
 
 # ---------------------------------------------------------------------------------------------
-# Markdown
+# Markdown: one function per section, each returning its lines
 
-def _fmt(stat, digits=3, scale=1.0, pm=True):
+def _fmt(stat, digits=3, scale=1.0):
+    """A mean_std / paired_comparison dict as "mean ± std" (just the mean for one value); n/a when missing."""
     if stat is None or stat.get("mean") is None:
         return "n/a"
-    mean = stat["mean"] * scale
-    if not pm or stat["n"] < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+    mean = f"{stat['mean'] * scale:.{digits}f}"
+    return mean if stat["n"] < 2 else f"{mean} ± {stat['std'] * scale:.{digits}f}"
 
 
 def _p(value):
+    """A p-value, 3 significant digits; n/a when missing."""
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _num(value, digits=4):
+    """Fixed-point, or scientific notation for small nonzero values (MF at long lags is ~1e-6); n/a when missing."""
     if value is None:
         return "n/a"
-    return f"{value:.3g}"
+    return f"{value:.1e}" if value != 0 and abs(value) < 10 ** -(digits - 1) else f"{value:.{digits}f}"
 
 
-def _direction(scale):
-    return "bidirectional" if scale["bidirectional"] else "causal"
+def _setting_rows(groups):
+    """(group, setting, summary) for every setting of every group that has finished runs: one table row each."""
+    for g in groups:
+        for setting in SETTINGS:
+            if g["summary"][setting]["test_accuracy"]["n"]:
+                yield g, setting, g["summary"][setting]
 
 
-def format_markdown(report: dict, plots: dict | None = None) -> str:
-    """report.md text: scale, accuracy/convergence, paired tests, memory, delayed-recall check, plots."""
-    plots = plots or {}
+def _header_lines(report) -> list[str]:
+    """Title, command, and when/where/from which code the report was written."""
     lines = [f"# {report['title']}", ""]
     if report.get("command"):
         lines += ["Command (from the repository root):", "", f"    {report['command']}", ""]
@@ -391,156 +394,163 @@ def format_markdown(report: dict, plots: dict | None = None) -> str:
     version = (f"code at git commit {code['commit']}" + (" with uncommitted changes to tracked files"
                                                         if code.get("dirty") else "")
                if code.get("commit") else "code version unknown (no git)")
-    lines += [f"Created {report['created_utc']} on {machine['platform']} ({machine['cpu_count']} CPU cores visible), "
-              f"Python {machine['python']}, {version} (when the report was written).", ""]
-    groups = report["groups"]
-    if not groups:
-        return "\n".join(lines + ["No finished runs yet.", ""])
+    return lines + [f"Created {report['created_utc']} on {machine['platform']} ({machine['cpu_count']} CPU cores "
+                    f"visible), Python {machine['python']}, {version} (when the report was written).", ""]
 
-    lines += ["## Scale of every number below", "",
-              "All numbers come from these runs and nothing else: no extrapolation to other sizes.", "",
-              "| task | init | preset | model | dt range | data (train / val / test, length) | epochs × batch | "
-              "lr / SSM lr | seeds |",
-              "|---|---|---|---|---|---|---|---|---|"]
+
+def _scale_lines(report) -> list[str]:
+    """Model, data and optimisation budget of every group, and the total run time."""
+    groups = report["groups"]
+    lines = ["## Scale of every number below", "",
+             "All numbers come from these runs and nothing else: no extrapolation to other sizes.", "",
+             "| task | init | preset | model | dt range | data (train / val / test, length) | epochs × batch | "
+             "lr / SSM lr | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         s = g["scale"]
         n = s["num_examples"]
         lines.append(
             f"| {g['task']} | {g['init']} | {s['preset']} | {s['model']} {s['num_layers']} × H={s['d_model']} × N={s['d_state']}, "
-            f"{_direction(s)}, {s['pooling']} pooling | [{s['dt_min']:g}, {s['dt_max']:g}] | "
+            f"{'bidirectional' if s['bidirectional'] else 'causal'}, {s['pooling']} pooling | [{s['dt_min']:g}, {s['dt_max']:g}] | "
             f"{n['train']} / {n['val']} / {n['test']}, L={s['seq_len']} | {s['epochs']} × {s['batch_size']} | "
             f"{s['lr']:g} / {s['ssm_lr']:g} | {len(g['seeds'])} ({', '.join(map(str, g['seeds']))}) |")
     runs = sum(len(g["per_seed"][s]) for g in groups for s in SETTINGS)
-    lines += ["", f"Backend {groups[0]['scale']['backend']}. Test accuracy is that of the best-validation epoch. "
-              f"{runs} runs, {report['total_run_wall_time_s'] / 60:.1f} min of run wall time in all (training, "
-              f"evaluation and per-run plots; the memory analysis comes on top).", ""]
+    return lines + ["", f"Backend {groups[0]['scale']['backend']}. Test accuracy is that of the best-validation epoch. "
+                    f"{runs} runs, {report['total_run_wall_time_s'] / 60:.1f} min of run wall time in all (training, "
+                    f"evaluation and per-run plots; the memory analysis comes on top).", ""]
 
-    lines += ["## Test accuracy, convergence and parameters", "",
-              f"Mean ± sample std over seeds. Convergence: first epoch whose validation accuracy reaches "
-              f"{int(100 * report['convergence_fraction'])}% of the last epoch's, and the training time up to "
-              f"the end of that epoch (it says nothing where the validation accuracy stays at chance). Frozen "
-              f"parameters are the fixed eigenvalue parameters (log dt, Re a, Im a).", "",
-              "| task | init | eigenvalues | n | test acc | best val acc | train − val acc, last epoch (points) | "
-              "epochs to 95% | train time to 95% (s) | train time (s) | trainable params | frozen params (fraction) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for g in groups:
-        for setting in SETTINGS:
-            m = g["summary"][setting]
-            if not m["test_accuracy"]["n"]:
-                continue
-            frozen = m["params_frozen"]["mean"]
-            lines.append(
-                f"| {g['task']} | {g['init']} | {setting} | {m['test_accuracy']['n']} | "
-                f"{_fmt(m['test_accuracy'], 2, 100)}% | {_fmt(m['best_val_accuracy'], 2, 100)}% | "
-                f"{_fmt(m['train_val_gap'], 2, 100)} | {_fmt(m['epochs_to_95'], 1)} | {_fmt(m['time_to_95_s'], 0)} | {_fmt(m['train_time_s'], 0)} | "
-                f"{int(m['params_trainable']['mean']):,} | {int(frozen):,} "
-                f"({100 * m['frozen_fraction']['mean']:.1f}%) |")
-    majority = {}
-    for g in groups:
-        for setting in SETTINGS:
-            if g["per_seed"][setting]:
-                majority.setdefault(g["task"], g["per_seed"][setting][0]["majority_class_rate"])
-    lines += ["", "Majority-class rate of the test split: "
-              + ", ".join(f"{task} {100 * rate:.1f}%" for task, rate in majority.items()) + ".", ""]
 
-    lines += ["## Paired difference learned − fixed over seeds", "",
-              "Same seed ⇒ same initial weights and data order in both settings. Wilcoxon's smallest attainable "
-              "two-sided p with n nonzero differences is 2/2^n (p < 0.05 needs n ≥ 6).", "",
-              "| task | init | n | Δ test acc (points) | paired t-test p | Wilcoxon p (min attainable) | "
-              "learned better / equal / worse | Δ epochs to 95% | Δ train time to 95% (s) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+def _accuracy_lines(report) -> list[str]:
+    """Test accuracy, convergence and parameter counts per group and setting; the majority-class rates."""
+    groups = report["groups"]
+    lines = ["## Test accuracy, convergence and parameters", "",
+             f"Mean ± sample std over seeds. Convergence: first epoch whose validation accuracy reaches "
+             f"{int(100 * report['convergence_fraction'])}% of the last epoch's, and the training time up to "
+             f"the end of that epoch (it says nothing where the validation accuracy stays at chance). Frozen "
+             f"parameters are the fixed eigenvalue parameters (log dt, Re a, Im a).", "",
+             "| task | init | eigenvalues | n | test acc | best val acc | train − val acc, last epoch (points) | "
+             "epochs to 95% | train time to 95% (s) | train time (s) | trainable params | frozen params (fraction) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for g, setting, m in _setting_rows(groups):
+        lines.append(
+            f"| {g['task']} | {g['init']} | {setting} | {m['test_accuracy']['n']} | "
+            f"{_fmt(m['test_accuracy'], 2, 100)}% | {_fmt(m['best_val_accuracy'], 2, 100)}% | "
+            f"{_fmt(m['train_val_gap'], 2, 100)} | {_fmt(m['epochs_to_95'], 1)} | {_fmt(m['time_to_95_s'], 0)} | {_fmt(m['train_time_s'], 0)} | "
+            f"{int(m['params_trainable']['mean']):,} | {int(m['params_frozen']['mean']):,} "
+            f"({100 * m['frozen_fraction']['mean']:.1f}%) |")
+    majority = {}  # per task, from its first finished run
+    for g in groups:
+        for runs in [g["per_seed"][s] for s in SETTINGS if g["per_seed"][s]]:
+            majority.setdefault(g["task"], runs[0]["majority_class_rate"])
+    return lines + ["", "Majority-class rate of the test split: "
+                    + ", ".join(f"{task} {100 * rate:.1f}%" for task, rate in majority.items()) + ".", ""]
+
+
+def _paired_lines(groups) -> list[str]:
+    """The paired difference learned - fixed over seeds: test accuracy with both tests, convergence."""
+    lines = ["## Paired difference learned − fixed over seeds", "",
+             "Same seed ⇒ same initial weights and data order in both settings. Wilcoxon's smallest attainable "
+             "two-sided p with n nonzero differences is 2/2^n (p < 0.05 needs n ≥ 6).", "",
+             "| task | init | n | Δ test acc (points) | paired t-test p | Wilcoxon p (min attainable) | "
+             "learned better / equal / worse | Δ epochs to 95% | Δ train time to 95% (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         acc = g["paired"].get("test_accuracy")
         if acc is None:
             continue
-        epochs = g["paired"].get("epochs_to_95")
-        seconds = g["paired"].get("time_to_95_s")
         wilcoxon = (f"{_p(acc['wilcoxon_pvalue'])} ({_p(acc['wilcoxon_min_pvalue'])})"
                     if acc["wilcoxon_pvalue"] is not None else "n/a")
         lines.append(
             f"| {g['task']} | {g['init']} | {acc['n']} | {_fmt(acc, 2, 100)} | {_p(acc['t_pvalue'])} | {wilcoxon} | "
-            f"{acc['wins']} / {acc['ties']} / {acc['losses']} | {_fmt(epochs, 1) if epochs else 'n/a'} | "
-            f"{_fmt(seconds, 0) if seconds else 'n/a'} |")
+            f"{acc['wins']} / {acc['ties']} / {acc['losses']} | {_fmt(g['paired'].get('epochs_to_95'), 1)} | "
+            f"{_fmt(g['paired'].get('time_to_95_s'), 0)} |")
     notes = [f"{g['task']}: {g['paired']['test_accuracy']['note']}" for g in groups
              if g["paired"].get("test_accuracy", {}).get("note")]
-    lines += [""] + ([f"Notes: {'; '.join(notes)}.", ""] if notes else [])
+    return lines + [""] + ([f"Notes: {'; '.join(notes)}.", ""] if notes else [])
 
-    lines += ["## Memory at initialisation and after training", "",
-              "keras_ssm.memory closed form, finite horizon T = sequence length (the state starts at zero with "
-              "every sequence). MC = Σ_k MF(k) ≤ real state dimension N; memory length = smallest lag holding "
-              "90% of MC. Each run's value is the mean over channels and SSM layers; the table gives mean ± std "
-              "over seeds.", "",
-              "| task | init | eigenvalues | MC initial | MC trained | length initial | length trained | "
-              "length change | eigenvalues bit-identical after training |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for g in groups:
-        for setting in SETTINGS:
-            m = g["summary"][setting]
-            if not m["test_accuracy"]["n"]:
-                continue
-            identical = [r["eigenvalues_identical"] for r in g["per_seed"][setting]]
-            lines.append(
-                f"| {g['task']} | {g['init']} | {setting} | {_fmt(m['mc_initial'], 2)} | {_fmt(m['mc_trained'], 2)} | "
-                f"{_fmt(m['length_initial'], 1)} | {_fmt(m['length_trained'], 1)} | {_fmt(m['length_change'], 2)} | "
-                f"{sum(identical)} of {len(identical)} runs |")
+
+def _memory_lines(groups) -> list[str]:
+    """Memory capacity and length at initialisation and after training; the shared-initial-weights check."""
+    lines = ["## Memory at initialisation and after training", "",
+             "keras_ssm.memory closed form, finite horizon T = sequence length (the state starts at zero with "
+             "every sequence). MC = Σ_k MF(k) ≤ real state dimension N; memory length = smallest lag holding "
+             "90% of MC. Each run's value is the mean over channels and SSM layers; the table gives mean ± std "
+             "over seeds.", "",
+             "| task | init | eigenvalues | MC initial | MC trained | length initial | length trained | "
+             "length change | eigenvalues bit-identical after training |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for g, setting, m in _setting_rows(groups):
+        identical = [r["eigenvalues_identical"] for r in g["per_seed"][setting]]
+        lines.append(
+            f"| {g['task']} | {g['init']} | {setting} | {_fmt(m['mc_initial'], 2)} | {_fmt(m['mc_trained'], 2)} | "
+            f"{_fmt(m['length_initial'], 1)} | {_fmt(m['length_trained'], 1)} | {_fmt(m['length_change'], 2)} | "
+            f"{sum(identical)} of {len(identical)} runs |")
     init_match = [g for g in groups if g["initial_weights_identical_across_settings"]]
-    lines += ["", f"Initial weights identical between the fixed and learned run of every seed: "
-              f"{len(init_match)} of {len(groups)} groups.", ""]
+    return lines + ["", f"Initial weights identical between the fixed and learned run of every seed: "
+                    f"{len(init_match)} of {len(groups)} groups.", ""]
+
+
+def _recall_lines(groups) -> list[str]:
+    """Delayed-recall groups only: MF at the recalled lag against the test accuracy of both settings."""
+    from zoo.data import task_options
 
     recall = [g for g in groups if g["delay"] is not None]
-    if recall:
-        lines += ["## Delayed recall: what the memory function predicts", "",
-                  "Label = the symbol `delay` steps before the last position, read out from the final position by "
-                  "causal layers. MF(delay) is the fraction of an i.i.d. input at that lag that the best linear "
-                  "readout of one channel's state recovers (mean and max over channels, layers and seeds). Where it "
-                  "is ~0 at initialisation the theory predicts chance accuracy with fixed eigenvalues, and no "
-                  "gradient signal that could extend the memory to that lag for learned ones. Where it is clearly "
-                  "above 0 but far below 1 (memory long and thin), learning can trade length for accuracy: the "
-                  "regime where the paper expects learned eigenvalues to win.", "",
-                  "| task | delay | L | classes (chance) | MF(delay) at init: mean / max | learned, trained: "
-                  "mean / max | test acc fixed | test acc learned |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for g in recall:
-            f, l = g["summary"]["fixed"], g["summary"]["learned"]
-            classes = int(g["scale"]["data_options"].get("num_classes", 0)) or _default_option(g["task"], "num_classes")
-            init_mean = _num((l if l["mf_at_delay_initial"]["n"] else f)["mf_at_delay_initial"]["mean"])
-            init_max = max([r["mf_at_delay_initial_max"] for s in SETTINGS for r in g["per_seed"][s]
-                            if r["mf_at_delay_initial_max"] is not None], default=None)
-            trained_max = max([r["mf_at_delay_trained_max"] for r in g["per_seed"]["learned"]
-                               if r["mf_at_delay_trained_max"] is not None], default=None)
-            lines.append(
-                f"| {g['task']} | {g['delay']} | {g['scale']['seq_len']} | {classes} ({100 / classes:.1f}%) | "
-                f"{init_mean} / {_num(init_max)} | {_num(l['mf_at_delay_trained']['mean'])} / "
-                f"{_num(trained_max)} | {_fmt(f['test_accuracy'], 2, 100)}% | {_fmt(l['test_accuracy'], 2, 100)}% |")
-        lines.append("")
+    if not recall:
+        return []
+    lines = ["## Delayed recall: what the memory function predicts", "",
+             "Label = the symbol `delay` steps before the last position, read out from the final position by "
+             "causal layers. MF(delay) is the fraction of an i.i.d. input at that lag that the best linear "
+             "readout of one channel's state recovers (mean and max over channels, layers and seeds). Where it "
+             "is ~0 at initialisation the theory predicts chance accuracy with fixed eigenvalues, and no "
+             "gradient signal that could extend the memory to that lag for learned ones. Where it is clearly "
+             "above 0 but far below 1 (memory long and thin), learning can trade length for accuracy: the "
+             "regime where the paper expects learned eigenvalues to win.", "",
+             "| task | delay | L | classes (chance) | MF(delay) at init: mean / max | learned, trained: "
+             "mean / max | test acc fixed | test acc learned |",
+             "|---|---|---|---|---|---|---|---|"]
+    for g in recall:
+        f, l = g["summary"]["fixed"], g["summary"]["learned"]
+        classes = (int(g["scale"]["data_options"].get("num_classes", 0))
+                   or int(task_options(g["task"])["num_classes"]))
+        init_mean = _num((l if l["mf_at_delay_initial"]["n"] else f)["mf_at_delay_initial"]["mean"])
+        init_max = max([r["mf_at_delay_initial_max"] for s in SETTINGS for r in g["per_seed"][s]
+                        if r["mf_at_delay_initial_max"] is not None], default=None)
+        trained_max = max([r["mf_at_delay_trained_max"] for r in g["per_seed"]["learned"]
+                           if r["mf_at_delay_trained_max"] is not None], default=None)
+        lines.append(
+            f"| {g['task']} | {g['delay']} | {g['scale']['seq_len']} | {classes} ({100 / classes:.1f}%) | "
+            f"{init_mean} / {_num(init_max)} | {_num(l['mf_at_delay_trained']['mean'])} / "
+            f"{_num(trained_max)} | {_fmt(f['test_accuracy'], 2, 100)}% | {_fmt(l['test_accuracy'], 2, 100)}% |")
+    return lines + [""]
 
-    lines += ["## Plots", ""]
+
+def _plot_lines(plots) -> list[str]:
+    """The validation curves and the per-group memory-function plots (file names relative to report.md)."""
+    lines = ["## Plots", ""]
     if plots.get("curves"):
         lines += [f"![validation curves]({plots['curves']})", ""]
     for (task, init), name in plots.get("memory", {}).items():
         lines += [f"Memory functions, {task} ({init}): initial (shared by both settings), fixed after training "
                   f"(identical to initial), learned after training.", "", f"![memory {task} {init}]({name})", ""]
-    if report["failed_runs"] or report["missing_runs"]:
-        lines += ["## Runs not included", ""]
-        lines += [f"- failed: {f['run']}: {f['error']}" for f in report["failed_runs"]]
-        lines += [f"- not finished: {m}" for m in report["missing_runs"]]
-        lines.append("")
+    return lines
+
+
+def _excluded_lines(report) -> list[str]:
+    """Failed and unfinished runs, which no number above includes."""
+    if not (report["failed_runs"] or report["missing_runs"]):
+        return []
+    return (["## Runs not included", ""] + [f"- failed: {f['run']}: {f['error']}" for f in report["failed_runs"]]
+            + [f"- not finished: {m}" for m in report["missing_runs"]] + [""])
+
+
+def format_markdown(report: dict, plots: dict | None = None) -> str:
+    """report.md text: scale, accuracy/convergence, paired tests, memory, delayed-recall check, plots."""
+    groups = report["groups"]
+    if not groups:
+        return "\n".join(_header_lines(report) + ["No finished runs yet.", ""])
+    lines = (_header_lines(report) + _scale_lines(report) + _accuracy_lines(report) + _paired_lines(groups)
+             + _memory_lines(groups) + _recall_lines(groups) + _plot_lines(plots or {}) + _excluded_lines(report))
     return "\n".join(lines)
-
-
-def _num(value, digits=4):
-    """Fixed-point, or scientific notation for small nonzero values (MF at long lags is ~1e-6)."""
-    if value is None:
-        return "n/a"
-    if value != 0 and abs(value) < 10 ** -(digits - 1):
-        return f"{value:.1e}"
-    return f"{value:.{digits}f}"
-
-
-def _default_option(task, key):
-    from zoo.data import task_options
-
-    return int(task_options(task)[key])
 
 
 def write_report(records, output_dir, *, command: str | None = None, title: str | None = None) -> dict:

@@ -175,7 +175,9 @@ def _model_input_info(model):
     return steps, features
 
 
-def _run_model(model, inputs, batch_size):
+def _model_states(model, drive, batch_size):
+    """Features (S, T, D) of a Keras model or callable run on ``drive`` in batches (float input as float32)."""
+    inputs = drive.astype(np.float32) if np.issubdtype(drive.dtype, np.floating) else drive
     outputs = []
     for first in range(0, inputs.shape[0], batch_size):
         chunk = inputs[first : first + batch_size]
@@ -194,6 +196,36 @@ def _run_model(model, inputs, batch_size):
     if not np.all(np.isfinite(features)):
         raise ValueError("model produced non-finite features")
     return features
+
+
+def _linear_systems(eigenvalues, state_matrix, input_vector):
+    """(batch_shape, simulate_linear_states keyword arguments of each system) of a (batch of) linear SSM(s)."""
+    spec = np.asarray(eigenvalues if eigenvalues is not None else state_matrix)
+    batch_shape = spec.shape[:-1] if eigenvalues is not None else spec.shape[:-2]
+    b = None if input_vector is None else np.asarray(input_vector)
+    if b is not None:
+        b = np.broadcast_to(b, spec.shape if eigenvalues is not None else spec.shape[:-1])
+    key = "eigenvalues" if eigenvalues is not None else "state_matrix"
+    return batch_shape, [{key: spec[index], "input_vector": None if b is None else b[index]}
+                         for index in np.ndindex(*batch_shape)]
+
+
+def _readout_memories(feature_sets, batch_shape, target, max_lag, start, train_fraction, ridge) -> MemoryFunction:
+    """The readout MF of each (S, T, D) feature array of ``feature_sets`` (one per index of batch_shape)."""
+    curves, ranks, conds, dims = [], [], [], []
+    for features in feature_sets:
+        values, rank, cond = _readout_memory(features, target, max_lag, start, train_fraction, ridge)
+        curves.append(values)
+        ranks.append(rank)
+        conds.append(cond)
+        dims.append(features.shape[-1])
+    return MemoryFunction(
+        values=np.stack(curves).reshape(batch_shape + (max_lag + 1,)),
+        rank=np.asarray(ranks, dtype=np.int64).reshape(batch_shape)[()],
+        condition_number=np.asarray(conds).reshape(batch_shape)[()],
+        state_dim=np.asarray(dims, dtype=np.int64).reshape(batch_shape)[()],
+        infinite_horizon=False,
+    )
 
 
 def empirical_memory_function(
@@ -249,8 +281,7 @@ def empirical_memory_function(
         batched eigenvalues), ``rank`` and ``condition_number`` of the training features,
         ``state_dim`` = number of feature columns D, ``infinite_horizon`` False.
     """
-    systems = [x is not None for x in (model, eigenvalues, state_matrix)]
-    if sum(systems) != 1:
+    if sum(x is not None for x in (model, eigenvalues, state_matrix)) != 1:
         raise ValueError("give exactly one of model, eigenvalues or state_matrix")
     if layer is not None and model is None:
         raise ValueError("layer= is only used with model=")
@@ -275,11 +306,8 @@ def empirical_memory_function(
         if num_steps is None:
             num_steps = model_steps if model_steps is not None else 20000
         num_steps = _check_int(num_steps, "num_steps", 2)
-        if model is not None:
-            width = num_features if num_features is not None else (model_features or 1)
-            width = _check_int(width, "num_features", 1)
-        else:
-            width = 1
+        width = 1 if model is None else _check_int(
+            num_features if num_features is not None else (model_features or 1), "num_features", 1)
         if input_channel >= width:
             raise ValueError(f"input_channel must be < the input width {width}, got {input_channel}")
         rng = np.random.default_rng(seed)
@@ -301,33 +329,12 @@ def empirical_memory_function(
     target = _as_finite_array(target, "signal", 2).astype(np.float64)
     if target.shape != drive.shape[:2]:
         raise ValueError(f"signal must have shape {drive.shape[:2]} (S, T) like inputs, got {target.shape}")
-    start = max(washout, max_lag)
+    readout = {"target": target, "max_lag": max_lag, "start": max(washout, max_lag),
+               "train_fraction": train_fraction, "ridge": ridge}
 
     if model is not None:
-        model_input = drive.astype(np.float32) if np.issubdtype(drive.dtype, np.floating) else drive
-        features = _run_model(feature_model, model_input, batch_size)
-        values, rank, cond = _readout_memory(features, target, max_lag, start, train_fraction, ridge)
-        return MemoryFunction(values, np.int64(rank), np.float64(cond), np.int64(features.shape[-1]), False)
-
+        return _readout_memories([_model_states(feature_model, drive, batch_size)], (), **readout)
     scalar_input = drive if drive.ndim == 2 else drive[..., input_channel]
-    spec = np.asarray(eigenvalues if eigenvalues is not None else state_matrix)
-    batch_shape = spec.shape[:-1] if eigenvalues is not None else spec.shape[:-2]
-    b = None if input_vector is None else np.asarray(input_vector)
-    if b is not None:
-        b = np.broadcast_to(b, spec.shape if eigenvalues is not None else spec.shape[:-1])
-    curves, ranks, conds, dims = [], [], [], []
-    for index in np.ndindex(*batch_shape):
-        kwargs = {"eigenvalues": spec[index]} if eigenvalues is not None else {"state_matrix": spec[index]}
-        states = simulate_linear_states(scalar_input, input_vector=None if b is None else b[index], **kwargs)
-        values, rank, cond = _readout_memory(states, target, max_lag, start, train_fraction, ridge)
-        curves.append(values)
-        ranks.append(rank)
-        conds.append(cond)
-        dims.append(states.shape[-1])
-    return MemoryFunction(
-        values=np.stack(curves).reshape(batch_shape + (max_lag + 1,)),
-        rank=np.asarray(ranks, dtype=np.int64).reshape(batch_shape)[()],
-        condition_number=np.asarray(conds).reshape(batch_shape)[()],
-        state_dim=np.asarray(dims, dtype=np.int64).reshape(batch_shape)[()],
-        infinite_horizon=False,
-    )
+    batch_shape, systems = _linear_systems(eigenvalues, state_matrix, input_vector)
+    states = (simulate_linear_states(scalar_input, **system) for system in systems)  # one at a time
+    return _readout_memories(states, batch_shape, **readout)

@@ -160,7 +160,7 @@ TINY = ["--set", "num_layers=1", "--set", "d_model=8", "--set", "d_state=4", "--
 
 @pytest.mark.slow
 def test_two_seed_delayed_recall_experiment_report_eigenvalues_and_resume(tmp_path, monkeypatch, capsys):
-    from zoo import experiment, training
+    from zoo import experiment, runs
     from zoo.fixed_vs_learned import load_analysis_arrays
 
     out = tmp_path / "exp"
@@ -205,7 +205,7 @@ def test_two_seed_delayed_recall_experiment_report_eigenvalues_and_resume(tmp_pa
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(training, "train", no_training)
+    monkeypatch.setattr(runs, "train", no_training)
     report_dir = tmp_path / "docs"
     assert experiment.main(argv + ["--report-dir", str(report_dir)]) == 0
     printed = capsys.readouterr().out

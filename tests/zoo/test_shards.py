@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from zoo import experiment, experiments, memory_horizon
+from zoo import experiment, fixed_vs_learned, memory_horizon
 from zoo.shards import SHARDS_FILE, claim_plan, parse_shard, select_shard
 
 FVL = ["--tasks", "delayed_recall", "digits", "--seeds", "3", "--inits", "inv", "lin"]
@@ -25,7 +25,7 @@ def record_trained(monkeypatch, module, name):
 
 
 @pytest.mark.parametrize("argv, module, name, group", [
-    (FVL, experiments, "run_experiment", lambda label: label.rsplit("/", 1)[0]),
+    (FVL, fixed_vs_learned, "run_experiment", lambda label: label.rsplit("/", 1)[0]),
     (MH, memory_horizon, "run_memory_horizon", lambda label: re.sub(r"/delay\d+", "", label)),
 ])
 def test_shards_train_every_run_once_and_keep_groups_together(tmp_path, monkeypatch, capsys, argv, module, name,
@@ -53,7 +53,7 @@ def test_shards_train_every_run_once_and_keep_groups_together(tmp_path, monkeypa
 
 
 def test_a_shard_with_another_grid_or_count_is_refused_before_training(tmp_path, monkeypatch, capsys):
-    trained = record_trained(monkeypatch, experiments, "run_experiment")
+    trained = record_trained(monkeypatch, fixed_vs_learned, "run_experiment")
     out = ["--output-dir", str(tmp_path)]
     assert experiment.main(FVL + out + ["--shard", "1/2"]) == 0
     for argv, message in ((FVL + out + ["--shard", "2/3"], "split into 2 shards"),
