@@ -18,3 +18,17 @@ def tiny_config(task="digits", tmp_path=None, **overrides):
         values.update(output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
     values.update(overrides)
     return get_config(task, "quick", **values)
+
+
+def corrupt_classifier_at(epoch, corrupt):
+    """A Keras callback that sets the zoo model's classifier kernel k to ``corrupt(k)`` (numpy in, numpy out)
+    when epoch ``epoch`` (0-based) begins: a run that goes wrong on purpose."""
+    import keras
+
+    class CorruptClassifier(keras.callbacks.Callback):
+        def on_epoch_begin(self, current, logs=None):
+            if current == epoch:
+                kernel = self.model.get_layer("classifier").kernel
+                kernel.assign(corrupt(kernel.numpy()))
+
+    return CorruptClassifier()

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import corrupt_classifier_at, tiny_config
 from zoo.callbacks import TrainingDivergedError, read_backup
 from zoo.configs import get_config
 from zoo.rundir import DamagedFileError, DirectoryLock, LockedError, RunDirectoryError
@@ -176,24 +176,11 @@ def test_kill_between_history_row_and_backup_keeps_one_row_per_epoch(tmp_path, r
 # ---------------------------------------------------------------------------------------------
 # Defect 1: a diverged run is not continued unless asked; the message tells the truth.
 
-class _BlowUp(keras.callbacks.Callback):
-    """Multiplies the classifier kernel by 1e4 when epoch ``epoch`` (0-based) begins: the loss explodes."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            kernel = self.model.get_layer("classifier").kernel
-            kernel.assign(kernel.numpy() * 1e4)
-
-
 def test_divergence_stop_refuses_a_plain_rerun_and_continues_only_when_asked(tmp_path, compile_cache):
     out = tmp_path / "run"
     config = tiny(out, divergence_factor=5.0)
     with pytest.raises(TrainingDivergedError) as info:
-        train(config, callbacks=[_BlowUp(epoch=1)])
+        train(config, callbacks=[corrupt_classifier_at(1, lambda k: k * 1e4)])
     message = str(info.value)
     assert "at epoch 2, batch" in message and "backup of epoch 1" in message and "--resume-diverged" in message
     assert "best.keras (epoch 1)" in message

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import corrupt_classifier_at, tiny_config
 from zoo.callbacks import DivergenceGuard, TrainingDivergedError, read_backup
 from zoo.configs import get_config
 from keras_ssm import find_ssm_layers
@@ -129,23 +129,10 @@ def test_divergence_guard_names_the_place_and_measures_from_the_restored_referen
         resumed.on_train_batch_end(0, {"loss": 29.0})
 
 
-class _PoisonWeights(keras.callbacks.Callback):
-    """Sets the classifier kernel to NaN when epoch ``epoch`` (0-based) begins."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            kernel = self.model.get_layer("classifier").kernel
-            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
-
-
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_digits(tmp_path, epochs=3)
     with pytest.raises(TrainingDivergedError, match=r"epoch 2, batch 1.*backup of epoch 1.*--resume-diverged"):
-        train(config, callbacks=[_PoisonWeights(epoch=1)])
+        train(config, callbacks=[corrupt_classifier_at(1, lambda k: np.full(k.shape, np.nan, dtype="float32"))])
     state = read_backup(tmp_path / "run" / "checkpoints")
     assert state["epoch"] == 1
     model = build_model(config, nominal_input_spec("digits", config.data_options))
