@@ -52,10 +52,11 @@ BACKENDS = ("jax", "tensorflow", "torch")
 SECTIONS = ("devices", "tests", "accuracy", "layers", "train")
 LAYER_SIZES = [(16, 256, 64, 1024), (8, 128, 64, 4096), (2, 128, 64, 16384), (1, 128, 64, 65536)]
 SMOKE_LAYER_SIZES = [(1, 4, 8, 64)]
-TEST_FILES = ["tests/test_s4d.py", "tests/test_s4.py"]
+TEST_FILES = ["tests/test_s4d.py", "tests/test_s4.py", "tests/test_layer_harness.py"]
 # --smoke: one quick test of each file (the same subprocess and pytest path as the full run).
-SMOKE_TESTS = ["tests/test_s4d.py::test_get_config_round_trip",
-               "tests/test_s4.py::test_legs_init_is_the_hippo_legs_matrix"]
+SMOKE_TESTS = ["tests/test_s4d.py::test_numpy_scalars_are_accepted_and_stored_as_python_numbers",
+               "tests/test_s4.py::test_legs_init_is_the_hippo_legs_matrix",
+               "tests/test_layer_harness.py::test_layer[S4D-config]"]
 ACCURACY_CASES = [("s4d", "zoh"), ("s4d", "bilinear"), ("s4", "bilinear")]
 TRAIN_TASKS = {"listops": 10, "pathx": 5}  # timed steps after the first
 

@@ -55,8 +55,11 @@ class SSMBlock(keras.layers.Layer):
             raise ValueError(
                 f"SSMBlock expects inputs of rank 3 (batch, length, features), got shape {tuple(input_shape)}."
             )
-        if input_shape[-1] is not None:
-            self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: int(input_shape[-1])})
+        if input_shape[-1] is None:
+            raise ValueError(
+                f"SSMBlock needs a known feature dimension (last axis), got shape {tuple(input_shape)}."
+            )
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: int(input_shape[-1])})
         self.norm_layer.build(input_shape)
         if not self.layer.built:
             self.layer.build(input_shape)
