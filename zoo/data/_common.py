@@ -398,9 +398,9 @@ def truncate_rows(rows: RaggedArray, max_length: int, what: str) -> RaggedArray:
 
 def tfds_arrays(name: str, split: str, data_dir, download: bool, hint: str):
     """All examples of a tfds split as numpy arrays (features, labels); clear error when not prepared."""
-    from .pipeline import tensorflow
+    from keras_ssm.devices import configure_tensorflow
 
-    tensorflow()  # hide GPUs from TensorFlow before tfds starts it
+    configure_tensorflow()  # hide GPUs from TensorFlow before tfds starts it (as zoo.data.pipeline.tensorflow)
     import tensorflow_datasets as tfds
 
     try:
