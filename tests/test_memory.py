@@ -440,3 +440,15 @@ def test_memory_comparison_plot_tells_sets_apart_and_names_the_band(tmp_path):
     shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     plain = [re.sub(r"^\\mathdefault\{(.*)\}$", r"\1", text.strip("$")) for text in shown]
     assert "10^{0}" in plain and "0" not in plain, shown  # matplotlib's default labels both 0 and 10^0
+
+
+def test_memory_summary_takes_a_memory_function_or_its_values_and_names_anything_else():
+    from keras_ssm.memory import memory_function, memory_summary
+
+    mf = memory_function(np.array([[0.9, 0.5j]]), horizon=32)
+    from_values = memory_summary(mf.values)
+    assert {k: memory_summary(mf)[k] for k in from_values} == from_values
+    assert set(memory_summary(mf)) - set(from_values) == {"rank", "state_dim", "condition_number"}
+    for bad in ("abc", {"a": 1}, None, np.zeros((2, 0))):
+        with pytest.raises(ValueError, match="MemoryFunction or an array"):
+            memory_summary(bad)

@@ -717,7 +717,10 @@ def memory_summary(memory, fraction: float = MEMORY_LENGTH_FRACTION) -> dict:
     ``accuracy`` (mean memory_accuracy) and, for a MemoryFunction, ``rank`` (mean numerical rank),
     ``state_dim`` (mean real state dimension) and ``condition_number`` (largest over channels).
     """
-    values = memory.values if isinstance(memory, MemoryFunction) else np.asarray(memory, dtype=np.float64)
+    try:
+        values = memory.values if isinstance(memory, MemoryFunction) else np.asarray(memory, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"memory must be a MemoryFunction or an array (..., horizon), got {type(memory).__name__}") from None
     if values.ndim < 1 or values.shape[-1] < 1:
         raise ValueError(f"memory must be a MemoryFunction or an array (..., horizon), got shape {values.shape}")
     summary = {
