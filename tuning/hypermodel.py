@@ -157,14 +157,15 @@ class SSMHyperModel(kt.HyperModel):
         hp.merge(self.space.tuner_hyperparameters())
 
     def build(self, hp):
-        config = self.config_for(hp.values)
+        values = self.space.values_for(hp.values)
+        config = self.base_config.replace(**values)
         data = self.data()
         keras.utils.set_random_seed(config.seed)
         model = build_model(config, input_spec_from_info(data.info))
         compile_model(model, config, data.steps_per_epoch)
         if self._trial_dir is not None:
             self._initial_memory = initial_memory_summary(model, self.memory_horizon())
-            record = {"values": self.space.values_for(hp.values), "device": device_info(), **self._initial_memory}
+            record = {"values": values, "device": device_info(), **self._initial_memory}
             write_json_atomic(self._trial_dir / INITIAL_MEMORY_FILE, record)
         return model
 
