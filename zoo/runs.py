@@ -30,8 +30,11 @@ builds the model of the new config first, and only then replaces the old run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import os
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -147,12 +150,16 @@ _FOLLOWER_COPIES = (CONFIG_FILE, HISTORY_FILE, BEST_MODEL_FILE, RESULTS_FILE, DI
 def _train_as_follower(config, out, overwrite, resume_diverged, callbacks):
     """Processes 1..N-1 of a multi-process run: the same steps as process 0, with their files in a private
     temporary directory seeded from process 0's run directory (which only process 0 writes)."""
-    import tempfile
-
     if not broadcast_flag(False):
         raise RunDirectoryError(f"process 0 could not use the run directory {out} (its error says why); this "
                                 f"process {process_index()} stops with it.")
-    with tempfile.TemporaryDirectory(prefix=f"keras_ssm-process{process_index()}-") as scratch:
+    # One scratch directory per (run directory, process): a follower killed earlier left its copy there,
+    # which the rerun replaces instead of leaving it behind in the temporary directory.
+    run_key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    scratch = str(Path(tempfile.gettempdir()) / f"keras_ssm-process{process_index()}-{run_key}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.mkdir(scratch, 0o700)
+    try:
         if not overwrite:
             for name in _FOLLOWER_COPIES:
                 source = out / name
@@ -168,6 +175,8 @@ def _train_as_follower(config, out, overwrite, resume_diverged, callbacks):
                 return plan.results
             with _distribution_scope(local):
                 return _train(local, Path(scratch), plan, time.perf_counter(), callbacks)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _train(config, out, plan, wall_start, extra_callbacks):
