@@ -11,7 +11,7 @@ from keras import ops
 
 import keras_ssm
 from layer_helpers import to_numpy
-from keras_ssm.ops.diagonal import complex_multiply, fft_convolution, fft_length, pad_last_axis
+from keras_ssm.ops.diagonal import complex_multiply, fft_convolution, fft_length
 
 
 def gradients(fn, *args):
@@ -38,8 +38,12 @@ def gradients(fn, *args):
     return to_numpy(value), [to_numpy(g) for g in grads]
 
 
+def pad_last_axis(x, n):
+    return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, n - x.shape[-1]]])
+
+
 def autodiff_convolution(u, causal, anticausal=None):
-    """The convolution written directly in keras.ops (no custom gradient): the reference."""
+    """The convolution written directly in keras.ops' (real, imag) FFTs, no custom gradient: the reference."""
     length = u.shape[-1]
     n = fft_length(length)
     kernel = causal

@@ -11,6 +11,7 @@ import numbers
 from keras import ops
 
 from keras_ssm.ops.discrete import DISCRETIZATIONS, check_discretization  # noqa: F401 (re-exported)
+from keras_ssm.ops.fft import complex_irfft, complex_rfft
 from keras_ssm.ops.precision import precise_einsum
 
 
@@ -186,7 +187,8 @@ def spectral_convolution(u, kernel, n):
 
     which reuses the forward spectra: one rfft and two irffts (one of them per channel only) instead
     of the transposes of rfft that automatic differentiation builds (a complex FFT of the full length
-    on some backends), and the same code on every backend.
+    on some backends), and the same code on every backend. Spectra are complex64 tensors
+    (`keras_ssm.ops.fft`), not (real, imag) pairs.
 
     Args:
         u: (B, H, L) float32 with L <= n.
@@ -201,25 +203,19 @@ def spectral_convolution(u, kernel, n):
 
     @ops.custom_gradient
     def convolve(u, kernel):
-        u_re, u_im = ops.rfft(pad_last_axis(u, n), fft_length=n)
-        k_re, k_im = ops.rfft(pad_last_axis(kernel, n), fft_length=n)
-        y = ops.irfft(complex_multiply(u_re, u_im, k_re, k_im), fft_length=n)[..., :length]
+        u_f = complex_rfft(u, n)
+        k_f = complex_rfft(kernel, n)
+        y = complex_irfft(u_f * k_f, n)[..., :length]
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            g_re, g_im = ops.rfft(pad_last_axis(upstream, n), fft_length=n)
-            du = ops.irfft(complex_multiply(g_re, g_im, k_re, -k_im), fft_length=n)[..., :length]
-            dk_re, dk_im = complex_multiply(g_re, g_im, u_re, -u_im)
-            dk = ops.irfft((ops.sum(dk_re, axis=0), ops.sum(dk_im, axis=0)), fft_length=n)
+            g_f = complex_rfft(upstream, n)
+            du = complex_irfft(g_f * ops.conj(k_f), n)[..., :length]
+            dk = complex_irfft(ops.sum(g_f * ops.conj(u_f), axis=0), n)
             return du, dk[..., :kernel_length]
 
         return y, grad
 
     return convolve(u, kernel)
 
-
-def pad_last_axis(x, n):
-    """Zero-pad the last axis of x to length n."""
-    pad = n - ops.shape(x)[-1]
-    return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, pad]])
