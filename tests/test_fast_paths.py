@@ -11,6 +11,7 @@ from keras import ops
 
 import keras_ssm
 from layer_helpers import to_numpy
+from keras_ssm.ops import fft
 from keras_ssm.ops.diagonal import complex_multiply, fft_convolution, fft_length
 
 
@@ -82,6 +83,22 @@ def test_fft_convolution_gradient_equals_automatic_differentiation(bidirectional
         if bidirectional:
             du[..., s] += np.einsum("bht,ht->bh", w[..., :s], k2[:, :s][:, ::-1])
     np.testing.assert_allclose(grads[0], du, atol=1e-4 * np.abs(du).max())
+
+
+@pytest.mark.parametrize("length, n", [(5, 12), (16, 16), (20, 16)])
+@pytest.mark.parametrize("path", ["backend", "keras.ops pairs"])
+def test_complex_fft_pair_equals_numpy(length, n, path):
+    """rfft of the last axis zero-padded or cut to n, and its inverse, against numpy in float64."""
+    rfft, irfft = {"backend": (fft.complex_rfft, fft.complex_irfft),
+                   "keras.ops pairs": (fft.pair_rfft, fft.pair_irfft)}[path]
+    x = np.random.default_rng(length).normal(size=(2, 3, length))
+    spectrum = rfft(ops.convert_to_tensor(x.astype("float32")), n)
+    expected = np.fft.rfft(x, n=n)
+    got = to_numpy(spectrum)
+    assert got.dtype == np.complex64 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
+    back = to_numpy(irfft(spectrum, n))
+    np.testing.assert_allclose(back, np.fft.irfft(expected, n=n), atol=1e-5 * np.abs(x).max())
 
 
 def _legs_layer(bidirectional=True, seed=0, **kwargs):

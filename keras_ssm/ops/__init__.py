@@ -2,7 +2,7 @@
 
 `keras_ssm.ops.diagonal` and `keras_ssm.ops.dplr`: keras.ops, used at call time on every backend; their
 contractions go through `keras_ssm.ops.precision` (full float32 whatever the backend's matmul default).
-`keras_ssm.ops.init`: numpy, used at build time. Names load on first use so that numpy-only
+`keras_ssm.ops.fft`: real FFTs with complex64 spectra on every backend. `keras_ssm.ops.init`: numpy, used at build time. Names load on first use so that numpy-only
 callers do not import keras.
 """
 
@@ -24,6 +24,8 @@ _EXPORTS = {
     "DISCRETIZATIONS": "discrete",
     "complex_divide": "diagonal",
     "complex_multiply": "diagonal",
+    "complex_irfft": "fft",
+    "complex_rfft": "fft",
     "diagonal_step": "diagonal",
     "discretize_diagonal": "diagonal",
     "discretize_diagonal_numpy": "discrete",

@@ -36,8 +36,7 @@ def complex_rfft(x, n):
         import tensorflow as tf
 
         return tf.signal.rfft(x, fft_length=ops.reshape(n, (1,)))
-    real, imag = ops.rfft(_pad_or_cut(x, n), fft_length=n)
-    return ops.view_as_complex(ops.stack([real, imag], axis=-1))
+    return pair_rfft(x, n)
 
 
 def complex_irfft(spectrum, n):
@@ -55,11 +54,17 @@ def complex_irfft(spectrum, n):
         import tensorflow as tf
 
         return tf.signal.irfft(spectrum, fft_length=ops.reshape(n, (1,)))
-    return ops.irfft((ops.real(spectrum), ops.imag(spectrum)), fft_length=n)
+    return pair_irfft(spectrum, n)
 
 
-def _pad_or_cut(x, n):
+def pair_rfft(x, n):
+    """`complex_rfft` through keras.ops' (real, imag) form: the fallback for other backends."""
     length = x.shape[-1]
-    if length >= n:
-        return x[..., :n]
-    return ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, n - length]])
+    x = x[..., :n] if length >= n else ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, n - length]])
+    real, imag = ops.rfft(x, fft_length=n)
+    return ops.view_as_complex(ops.stack([real, imag], axis=-1))
+
+
+def pair_irfft(spectrum, n):
+    """`complex_irfft` through keras.ops' (real, imag) form: the fallback for other backends."""
+    return ops.irfft((ops.real(spectrum), ops.imag(spectrum)), fft_length=n)
