@@ -2,8 +2,8 @@
 
 `keras_ssm.ops.diagonal` and `keras_ssm.ops.dplr`: keras.ops, used at call time on every backend; their
 contractions go through `keras_ssm.ops.precision` (full float32 whatever the backend's matmul default).
-`keras_ssm.ops.fft`: real FFTs with complex64 spectra on every backend. `keras_ssm.ops.init`: numpy, used at build time. Names load on first use so that numpy-only
-callers do not import keras.
+`keras_ssm.ops.fft`: real FFTs with complex64 spectra on every backend. `keras_ssm.ops.init`: numpy,
+used at build time. Names load on first use so that numpy-only callers do not import keras.
 """
 
 import importlib
