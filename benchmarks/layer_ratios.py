@@ -3,11 +3,13 @@
     python benchmarks/layer_ratios.py                        # the active KERAS_BACKEND, the three layer sizes
     KERAS_BACKEND=tensorflow python benchmarks/layer_ratios.py --sizes 16,256,64,1024 --repeats 7
 
-On a shared machine, separate runs see different loads; here the four variants (S4D and S4, each
-with learned and with frozen eigenvalues, `trainable_eigenvalues=False`) are compiled first and then
-timed in rounds, one forward+backward pass of each per round (`s4d_layer.keras_step`: loss = sum of
-outputs, gradients for every trainable variable and the input), so every variant sees the same load.
-Reported: the median over rounds of each time, and the medians of the per-round ratios.
+On a shared machine, separate runs see different loads; here the variants (S4D and S4, each with
+learned and with frozen eigenvalues, `trainable_eigenvalues=False`; the whole layer and its kernel
+alone) are compiled first and then timed in rounds, one forward+backward pass of each per round
+(`s4d_layer.keras_step`: loss = sum of the layer's outputs, gradients for every trainable variable
+and the input; or loss = sum of `convolution_kernel(L)`, gradients for every trainable variable), so
+every variant sees the same load. Reported: the median over rounds of each time, and the medians of
+the per-round ratios.
 """
 
 import argparse
@@ -20,13 +22,19 @@ from s4d_layer import DEFAULT_SIZES, REPO_ROOT, keras_step, parse_size
 
 sys.path.insert(0, REPO_ROOT)  # time this checkout's keras_ssm
 
-VARIANTS = {
-    "s4d": ("s4d", {}),
-    "s4d-fixed": ("s4d", {"trainable_eigenvalues": False}),
-    "s4": ("s4", {}),
-    "s4-fixed": ("s4", {"trainable_eigenvalues": False}),
+VARIANTS = {  # name: (layer, part, layer arguments)
+    "s4d": ("s4d", "layer", {}),
+    "s4d-fixed": ("s4d", "layer", {"trainable_eigenvalues": False}),
+    "s4": ("s4", "layer", {}),
+    "s4-fixed": ("s4", "layer", {"trainable_eigenvalues": False}),
+    "s4d-kernel": ("s4d", "kernel", {}),
+    "s4d-kernel-fixed": ("s4d", "kernel", {"trainable_eigenvalues": False}),
+    "s4-kernel": ("s4", "kernel", {}),
+    "s4-kernel-fixed": ("s4", "kernel", {"trainable_eigenvalues": False}),
 }
-RATIOS = {"s4/s4d": ("s4", "s4d"), "s4d fixed/learned": ("s4d-fixed", "s4d"), "s4 fixed/learned": ("s4-fixed", "s4")}
+RATIOS = {"s4/s4d": ("s4", "s4d"), "s4d fixed/learned": ("s4d-fixed", "s4d"), "s4 fixed/learned": ("s4-fixed", "s4"),
+          "s4d kernel fixed/learned": ("s4d-kernel-fixed", "s4d-kernel"),
+          "s4 kernel fixed/learned": ("s4-kernel-fixed", "s4-kernel")}
 
 
 def main():
@@ -45,7 +53,7 @@ def main():
     print(f"| backend | batch, H, n, L | {' | '.join(f'{k} (ms)' for k in VARIANTS)} | {' | '.join(RATIOS)} |")
     print("|---" * (2 + len(VARIANTS) + len(RATIOS)) + "|")
     for size in args.sizes:
-        steps = {name: keras_step(layer, *size, **kwargs) for name, (layer, kwargs) in VARIANTS.items()}
+        steps = {name: keras_step(layer, *size, part=part, **kwargs) for name, (layer, part, kwargs) in VARIANTS.items()}
         for step, sync in steps.values():
             for _ in range(args.warmup):
                 sync(step())

@@ -10,9 +10,10 @@ Conv1d(H, 2H) + GLU): the same math and the same parameter count as `keras_ssm.S
 
 Each (implementation, size) runs in its own subprocess. Time: median of --repeats forward+backward
 passes (loss = sum of outputs, gradients for every parameter and the input) after --warmup passes
-(compilation excluded). Every row names the device it ran on (keras_ssm.devices). Memory: on CPU, the peak resident set sampled every millisecond during the
-timed passes minus the resident set just before them (glibc's mmap threshold is pinned so freed
-buffers go back to the OS); on GPU, the device allocator's peak.
+(compilation excluded), with the default allocator. Every row names the device it ran on
+(keras_ssm.devices). Memory: on CPU, the peak resident set sampled every millisecond during one more
+pass after the timed ones, minus the resident set just before it (glibc's mmap threshold is pinned
+for that pass so freed buffers go back to the OS at once); on GPU, the device allocator's peak.
 """
 
 import argparse
@@ -65,21 +66,50 @@ class RssSampler:
         self.peak = max(self.peak, self.rss())
 
 
-def time_passes(step, warmup, repeats, sync):
+def pin_mmap_threshold(threshold=65536):
+    """From now on glibc serves every allocation above `threshold` bytes by its own mmap, so a freed
+    buffer leaves the resident set at once and the sampled peak is the live memory; the free heap
+    memory of earlier passes is returned first (malloc_trim), so later passes cannot reuse it unseen
+    (glibc only; returns False elsewhere). Only the memory pass runs like this: it makes every large
+    allocation fault in fresh pages, which slowed the timed passes by 5-75% when it was on for them."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        pinned = bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, threshold))
+        libc.malloc_trim(0)
+        return pinned
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def time_passes(step, warmup, repeats, sync, memory_passes=1):
+    """(times of `repeats` passes after `warmup` untimed ones, peak resident set above the baseline in
+    `memory_passes` further passes). The timed passes run with the default allocator and no sampler
+    thread; the memory passes after them with the mmap threshold pinned (`pin_mmap_threshold`)."""
     for _ in range(warmup):
         sync(step())
     times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sync(step())
+        times.append(time.perf_counter() - start)
+    pin_mmap_threshold()
     sampler = RssSampler()
     with sampler:
-        for _ in range(repeats):
-            start = time.perf_counter()
+        for _ in range(memory_passes):
             sync(step())
-            times.append(time.perf_counter() - start)
     return times, sampler.peak - sampler.baseline
 
 
-def keras_step(layer_name, batch, H, n, L, **layer_kwargs):
-    """A forward+backward closure for keras_ssm's layer on the active Keras backend (layer_kwargs go to the layer)."""
+def keras_step(layer_name, batch, H, n, L, part="layer", **layer_kwargs):
+    """A forward+backward closure for keras_ssm's layer on the active Keras backend (layer_kwargs go to
+    the layer). part="layer": loss = sum of the layer's outputs, gradients for every trainable variable
+    and the input; part="kernel": loss = sum of `convolution_kernel(L)` alone, gradients for every
+    trainable variable (the part of the step that depends on the eigenvalues)."""
     import keras
     import numpy as np
 
@@ -88,9 +118,17 @@ def keras_step(layer_name, batch, H, n, L, **layer_kwargs):
     cls = {"s4d": keras_ssm.S4D, "s4": getattr(keras_ssm, "S4", None)}[layer_name]
     if cls is None:
         raise SystemExit("keras_ssm.S4 is not available")
+    if part not in ("layer", "kernel"):
+        raise ValueError(f"`part` must be 'layer' or 'kernel', got {part!r}")
     layer = cls(n=n, seed=0, **layer_kwargs)
     x = np.random.default_rng(0).normal(size=(batch, L, H)).astype("float32")
     layer.build(x.shape)
+
+    def forward(inp):
+        if part == "kernel":
+            return keras.ops.sum(layer.convolution_kernel(L))
+        return keras.ops.sum(layer(inp, training=True))
+
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -100,10 +138,11 @@ def keras_step(layer_name, batch, H, n, L, **layer_kwargs):
         fixed = [v.value for v in layer.non_trainable_variables]
 
         def loss(params, inp):
-            y, _ = layer.stateless_call(params, fixed, inp, training=True)
-            return y.sum()
+            mapping = list(zip(layer.trainable_variables, params)) + list(zip(layer.non_trainable_variables, fixed))
+            with keras.StatelessScope(state_mapping=mapping):
+                return forward(inp)
 
-        grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+        grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1) if part == "layer" else 0))
         return lambda: grad(trainable, x), lambda out: jax.block_until_ready(out)
     if backend == "tensorflow":
         import tensorflow as tf
@@ -114,8 +153,8 @@ def keras_step(layer_name, batch, H, n, L, **layer_kwargs):
         def step():
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                y = tf.reduce_sum(layer(x, training=True))
-            return y, tape.gradient(y, layer.trainable_variables + [x])
+                y = forward(x)
+            return y, tape.gradient(y, layer.trainable_variables + ([x] if part == "layer" else []))
 
         return step, lambda out: [t.numpy() for t in tf.nest.flatten(out) if t is not None]
     import torch
@@ -125,7 +164,7 @@ def keras_step(layer_name, batch, H, n, L, **layer_kwargs):
     def step():
         for v in layer.trainable_variables:
             v.value.grad = None
-        y = layer(x, training=True).sum()
+        y = forward(x)
         y.backward()
         return y
 
@@ -252,7 +291,7 @@ def worker(args):
 
 def run_one(impl, layer, size, args, timeout=None):
     """One (implementation, layer, size) in its own subprocess: its JSON row, or a row with "error"."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])  # time this checkout
     if impl != "torch-reference":
         env["KERAS_BACKEND"] = impl

@@ -4,7 +4,8 @@ architecture in plain PyTorch.
     python benchmarks/train_step.py                                  # listops and image, every backend
     python benchmarks/train_step.py --tasks image --backends jax torch-reference --batch 2
     python benchmarks/train_step.py --fixed-eigenvalues               # the reservoir setting
-    python benchmarks/train_step.py --settings learned fixed          # both, side by side
+    python benchmarks/train_step.py --settings learned fixed          # both, one after the other
+    python benchmarks/train_step.py --side-by-side                    # fixed / learned, alternating in one process
 
 One step = forward, backward and the optimizer update on one batch of generated inputs at the task's
 preset shapes (`zoo.configs.get_config(task, preset)`: layers, width, state size, length,
@@ -21,7 +22,8 @@ bidirectional blocks, norm, dropout). The batch is the preset's on a GPU; on a C
   torch.optim.AdamW (the SSM parameters in their own group: ssm_lr, no weight decay).
 
 Each (implementation, task, setting) runs in its own subprocess. Time: median of --repeats steps after
---warmup steps (compilation excluded). Memory: peak resident set above the pre-pass baseline on a CPU,
+--warmup steps (compilation excluded), with the default allocator. Memory: peak resident set above the
+baseline in one more step after the timed ones (mmap threshold pinned for that step only) on a CPU,
 the device allocator's peak on a GPU (helpers shared with `s4d_layer.py`).
 """
 
@@ -32,6 +34,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 
 from s4d_layer import REPO_ROOT, gpu_peak_bytes, installed, time_passes
 
@@ -178,16 +181,23 @@ def _LayerNorm(H):
     return ChannelLayerNorm(H)
 
 
-def worker(args):
-    from zoo.models import nominal_input_spec
-
-    config = task_config(args.task, args.preset, args.setting == "fixed")
-    spec = nominal_input_spec(args.task, config.data_options)
-    batch = config.batch_size if on_gpu(args.impl) else args.batch
-    if args.impl == "torch-reference":
+def build_step(impl, config, spec, args):
+    batch = config.batch_size if on_gpu(impl) else args.batch
+    if impl == "torch-reference":
         step, sync, trainable = torch_reference_train_step(config, spec, batch)
     else:
         step, sync, trainable = keras_train_step(config, spec, batch)
+    return step, sync, trainable, batch
+
+
+def worker(args):
+    from zoo.models import nominal_input_spec
+
+    if args.setting == "side-by-side":
+        return side_by_side_worker(args)
+    config = task_config(args.task, args.preset, args.setting == "fixed")
+    spec = nominal_input_spec(args.task, config.data_options)
+    step, sync, trainable, batch = build_step(args.impl, config, spec, args)
     times, rss_peak = time_passes(step, args.warmup, args.repeats, sync)
     gpu_peak = gpu_peak_bytes(args.impl)
     print(json.dumps({
@@ -200,8 +210,35 @@ def worker(args):
     }))
 
 
+def side_by_side_worker(args):
+    """The learned and the fixed model of one task in one process, stepped alternately (one step of
+    each per round), so both see the same load: their times and the median per-round ratio."""
+    from zoo.models import nominal_input_spec
+
+    steps = {}
+    for setting in ("learned", "fixed"):
+        config = task_config(args.task, args.preset, setting == "fixed")
+        spec = nominal_input_spec(args.task, config.data_options)
+        steps[setting] = build_step(args.impl, config, spec, args)
+        for _ in range(args.warmup):
+            steps[setting][1](steps[setting][0]())
+    times = {setting: [] for setting in steps}
+    for _ in range(args.repeats):
+        for setting, (step, sync, _, _) in steps.items():
+            start = time.perf_counter()
+            sync(step())
+            times[setting].append(time.perf_counter() - start)
+    print(json.dumps({
+        "impl": args.impl, "task": args.task, "preset": args.preset, "setting": "side-by-side",
+        "batch": steps["learned"][3], "layers": config.num_layers, "H": config.d_model, "n": config.d_state,
+        "L": spec.seq_len, "times_s": times,
+        "median_s": {setting: statistics.median(t) for setting, t in times.items()},
+        "fixed_over_learned": statistics.median(f / lr for f, lr in zip(times["fixed"], times["learned"])),
+    }))
+
+
 def run_one(impl, task, setting, args):
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])  # time this checkout
     if impl != "torch-reference":
         env["KERAS_BACKEND"] = impl
@@ -226,6 +263,9 @@ def main():
     parser.add_argument("--settings", nargs="+", choices=("learned", "fixed"), default=["learned"],
                         help="learned eigenvalues, fixed ones (the reservoir setting), or both")
     parser.add_argument("--fixed-eigenvalues", action="store_true", help="shorthand for --settings fixed")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="time the learned and the fixed model alternately in one process per "
+                             "(implementation, task) and report their ratio (no memory, no reference speed-up)")
     parser.add_argument("--batch", type=int, default=4, help="batch size on a CPU (a GPU uses the preset's)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (median reported)")
@@ -243,6 +283,8 @@ def main():
     if args.worker:
         return worker(args)
     settings = ["fixed"] if args.fixed_eigenvalues else args.settings
+    if args.side_by_side:
+        return side_by_side(args)
 
     rows = []
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
@@ -270,10 +312,36 @@ def main():
                       f"{row['peak_bytes'] / 2**20:.0f} ({row['memory']}) | {speed} | {memory} | "
                       f"{row['trainable_parameters']:,} |", flush=True)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(rows, args.json)
+
+
+def side_by_side(args):
+    rows = []
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"preset {args.preset}, CPU batch {args.batch}; learned and fixed stepped alternately in one process")
+    print("| task | implementation | batch, layers x H, n, L | learned step (ms) | fixed step (ms) | fixed / learned |")
+    print("|---|---|---|---|---|---|")
+    for task in args.tasks:
+        for impl in args.backends:
+            if not installed(impl):
+                continue
+            row = run_one(impl, task, "side-by-side", args)
+            rows.append(row)
+            if "error" in row:
+                print(f"| {task} | {impl} | | failed: {row['error']} | | |", flush=True)
+                continue
+            shape = f"{row['batch']}, {row['layers']}x{row['H']}, {row['n']}, {row['L']}"
+            print(f"| {task} | {impl} | {shape} | {1e3 * row['median_s']['learned']:.0f} | "
+                  f"{1e3 * row['median_s']['fixed']:.0f} | {row['fixed_over_learned']:.2f} |", flush=True)
+    if args.json:
+        write_json(rows, args.json)
+
+
+def write_json(rows, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rows, f, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
