@@ -85,6 +85,29 @@ def test_fft_convolution_gradient_equals_automatic_differentiation(bidirectional
     np.testing.assert_allclose(grads[0], du, atol=1e-4 * np.abs(du).max())
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_skip_folded_into_the_kernel_equals_adding_d_u(bidirectional):
+    """fft_convolution(..., skip=D) = fft_convolution(...) + D u, in value and in every gradient
+    (dL/dD[h] = sum_{b,t} w[b, h, t] u[b, h, t])."""
+    rng = np.random.default_rng(7)
+    u, k1, k2, d = rng.normal(size=(3, 4, 29)), rng.normal(size=(4, 29)), rng.normal(size=(4, 29)), rng.normal(size=4)
+    weights = ops.convert_to_tensor(rng.normal(size=(3, 4, 29)).astype("float32"))
+
+    def folded(u, d, a, *b):
+        return ops.sum(weights * fft_convolution(u, a, *b, skip=d))
+
+    def added(u, d, a, *b):
+        return ops.sum(weights * (fft_convolution(u, a, *b) + d[:, None] * u))
+
+    args = (u, d, k1, k2) if bidirectional else (u, d, k1)
+    value, grads = gradients(folded, *args)
+    ref_value, ref_grads = gradients(added, *args)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for got, expected in zip(grads, ref_grads):
+        np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(grads[1], np.einsum("bht,bht->h", to_numpy(weights), u), rtol=1e-4)
+
+
 @pytest.mark.parametrize("length, n", [(5, 12), (16, 16), (20, 16)])
 @pytest.mark.parametrize("path", ["backend", "keras.ops pairs"])
 def test_complex_fft_pair_equals_numpy(length, n, path):

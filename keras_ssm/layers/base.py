@@ -301,8 +301,8 @@ class BaseSSM(keras.layers.Layer):
         u = ops.transpose(u, (0, 2, 1))
         length = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
         kernel = self.convolution_kernel(length)
-        y = fft_convolution(u, kernel[0], kernel[1] if self.bidirectional else None)
-        y = y + ops.cast(self.D, "float32")[:, None] * u
+        anticausal = kernel[1] if self.bidirectional else None
+        y = fft_convolution(u, kernel[0], anticausal, skip=ops.cast(self.D, "float32"))
         y = ops.cast(ops.transpose(y, (0, 2, 1)), self.compute_dtype)
         return self._output(y, training=training)
 

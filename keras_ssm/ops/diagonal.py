@@ -150,25 +150,30 @@ def fft_length(length):
         n += 1
 
 
-def fft_convolution(u, causal_kernel, anticausal_kernel=None):
+def fft_convolution(u, causal_kernel, anticausal_kernel=None, skip=None):
     """Linear (non-circular) convolution of each channel with its kernel via real FFTs.
 
-    y[t] = sum_{j<=t} K[j] u[t-j]  +  sum_{m>=0} K2[m] u[t+1+m]   (second term only if K2 is given)
+    y[t] = sum_{j<=t} K[j] u[t-j]  +  sum_{m>=0} K2[m] u[t+1+m]  +  D u[t]
+    (the K2 term only if K2 is given, the D term only if `skip` is)
 
     The anticausal kernel K2 sees strictly future inputs (the present is covered by K[0] and the skip D).
     Both kernels go into one length-n kernel (K2 reversed at the end), so a bidirectional layer costs the
-    same FFTs as a causal one; n >= 2L avoids wrap-around. The gradient is `spectral_convolution`'s.
+    same FFTs as a causal one; n >= 2L avoids wrap-around. The skip is folded into the kernel
+    (K[0] + D), so it costs no pass over the inputs. The gradient is `spectral_convolution`'s.
 
     Args:
         u: (B, H, L) float32.
         causal_kernel: (H, L).
         anticausal_kernel: optional (H, L).
+        skip: optional (H,) D.
 
     Returns:
         (B, H, L) float32.
     """
     length = u.shape[-1]
     n = fft_length(length) if isinstance(length, int) else 2 * ops.shape(u)[-1]
+    if skip is not None:
+        causal_kernel = ops.concatenate([causal_kernel[:, :1] + skip[:, None], causal_kernel[:, 1:]], axis=-1)
     if anticausal_kernel is not None:
         gap = ops.zeros((ops.shape(causal_kernel)[0], n - 2 * ops.shape(u)[-1]), dtype=u.dtype)
         kernel = ops.concatenate([causal_kernel, gap, ops.flip(anticausal_kernel, axis=-1)], axis=-1)
