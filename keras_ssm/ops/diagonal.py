@@ -12,7 +12,7 @@ from keras import ops
 
 from keras_ssm.ops.discrete import DISCRETIZATIONS, check_discretization  # noqa: F401 (re-exported)
 from keras_ssm.ops.fft import complex_irfft, complex_rfft
-from keras_ssm.ops.precision import precise_einsum
+from keras_ssm.ops.precision import precise_matmul
 
 
 def discretize_diagonal(dt, a_real, a_imag, method):
@@ -98,8 +98,9 @@ def power_chunk_size(length):
 def vandermonde_kernel(weight_re, weight_im, log_magnitude, angle, length):
     """K[c, h, l] = 2 Re( sum_m W[c, h, m] lambda[h, m]^l ),  l = 0..length-1.
 
-    Powers are split as lambda^(c j + i) = lambda^(c j) * lambda^i, so the sum over modes becomes a
-    batched matrix product of a (J, M) and an (M, c) factor per channel: no (H, M, L) tensor is ever
+    Powers are split as lambda^(c j + i) = lambda^(c j) * lambda^i, so the sum over modes becomes one
+    real batched matrix product per channel, [Re x, -Im x] (J, 2M) @ [Re lambda^i; Im lambda^i] (2M, c)
+    with x[j, m] = W[m] lambda[m]^(c j): no (H, M, L) tensor is ever
     formed (memory O(H M (J + c) + H L) with J c >= L and c ~ sqrt(L)), and only H M (J + c)
     exponentials are evaluated instead of H M L.
 
@@ -124,12 +125,14 @@ def vandermonde_kernel(weight_re, weight_im, log_magnitude, angle, length):
     outer_re, outer_im = eigenvalue_powers(
         chunk * log_magnitude, wrap_angle(chunk * angle), ops.arange(num_chunks, dtype="float32")
     )
-    x_re, x_im = complex_multiply(
-        weight_re[..., None], weight_im[..., None], outer_re[None], outer_im[None]
+    x_re, x_im = complex_multiply(  # (C, H, J, M): the weights times the outer powers
+        weight_re[..., None, :], weight_im[..., None, :],
+        ops.swapaxes(outer_re, -1, -2)[None], ops.swapaxes(outer_im, -1, -2)[None],
     )
-    kernel = 2.0 * (
-        precise_einsum("chmj,hmi->chji", x_re, inner_re)
-        - precise_einsum("chmj,hmi->chji", x_im, inner_im)
+    # Re(x lambda^i) summed over modes, as one real matmul (C, H, J, 2M) @ (H, 2M, c):
+    # [Re x, -Im x] @ [Re lambda^i; Im lambda^i].
+    kernel = 2.0 * precise_matmul(
+        ops.concatenate([x_re, -x_im], axis=-1), ops.concatenate([inner_re, inner_im], axis=-2)
     )
     shape = ops.shape(kernel)
     return ops.reshape(kernel, (shape[0], shape[1], -1))[..., :length]
