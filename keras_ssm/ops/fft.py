@@ -23,38 +23,32 @@ def complex_rfft(x, n):
     Returns:
         (..., n//2 + 1) complex64.
     """
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax.numpy as jnp
-
-        return jnp.fft.rfft(x, n=n)
-    if backend == "torch":
-        import torch
-
-        return torch.fft.rfft(x, n=n)
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.signal.rfft(x, fft_length=ops.reshape(n, (1,)))
-    return pair_rfft(x, n)
+    spectrum = _backend_fft("rfft", x, n)
+    return pair_rfft(x, n) if spectrum is None else spectrum
 
 
 def complex_irfft(spectrum, n):
     """The inverse of `complex_rfft`: (..., n//2 + 1) complex64 -> (..., n) float32."""
+    x = _backend_fft("irfft", spectrum, n)
+    return pair_irfft(spectrum, n) if x is None else x
+
+
+def _backend_fft(name, x, n):
+    """The backend's own `name` ("rfft" or "irfft") of length n, or None on a backend without one."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax.numpy as jnp
 
-        return jnp.fft.irfft(spectrum, n=n)
+        return getattr(jnp.fft, name)(x, n=n)
     if backend == "torch":
         import torch
 
-        return torch.fft.irfft(spectrum, n=n)
+        return getattr(torch.fft, name)(x, n=n)
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.signal.irfft(spectrum, fft_length=ops.reshape(n, (1,)))
-    return pair_irfft(spectrum, n)
+        return getattr(tf.signal, name)(x, fft_length=ops.reshape(n, (1,)))
+    return None
 
 
 def pair_rfft(x, n):
