@@ -100,10 +100,11 @@ class _BackendDefaultPrecision:
 
         from keras_ssm.ops import diagonal, dplr
 
-        self._saved = [(diagonal, "precise_einsum", diagonal.precise_einsum),
-                       (dplr, "precise_einsum", dplr.precise_einsum), (dplr, "precise_matmul", dplr.precise_matmul)]
-        diagonal.precise_einsum = dplr.precise_einsum = ops.einsum
-        dplr.precise_matmul = ops.matmul
+        plain = {"precise_einsum": ops.einsum, "precise_matmul": ops.matmul}
+        self._saved = [(module, name, getattr(module, name)) for module in (diagonal, dplr)
+                       for name in plain if hasattr(module, name)]
+        for module, name, _ in self._saved:
+            setattr(module, name, plain[name])
         return self
 
     def __exit__(self, *exc):

@@ -3,6 +3,7 @@
     python benchmarks/s4d_layer.py                          # all installed backends, the three issue sizes
     python benchmarks/s4d_layer.py --sizes 16,256,64,1024 --backends jax torch-reference
     python benchmarks/s4d_layer.py --layers s4d s4          # also the S4 layer (DPLR kernel)
+    python benchmarks/s4d_layer.py --interleave             # + the speed-up measured against the reference in one process
 
 The peer, `torch-reference`, is the S4D module of the reference implementation written out in plain
 PyTorch (complex tensors, the whole (H, N/2, L) Vandermonde tensor, FFT convolution, GELU, 1x1
@@ -10,7 +11,10 @@ Conv1d(H, 2H) + GLU): the same math and the same parameter count as `keras_ssm.S
 
 Each (implementation, size) runs in its own subprocess. Time: median of --repeats forward+backward
 passes (loss = sum of outputs, gradients for every parameter and the input) after --warmup passes
-(compilation excluded), with the default allocator. Every row names the device it ran on
+(compilation excluded), with the default allocator. With --interleave, each implementation's process
+also builds the torch reference and times one pass of each in turn; the median of the per-pass
+ratios is the "interleaved" speed-up, which a shared machine's changing load moves far less than
+the ratio of medians taken minutes apart. Every row names the device it ran on
 (keras_ssm.devices). Memory: on CPU, the peak resident set sampled every millisecond during one more
 pass after the timed ones, minus the resident set just before it (glibc's mmap threshold is pinned
 for that pass so freed buffers go back to the OS at once); on GPU, the device allocator's peak.
@@ -90,19 +94,33 @@ def time_passes(step, warmup, repeats, sync, memory_passes=1):
     """(times of `repeats` passes after `warmup` untimed ones, peak resident set above the baseline in
     `memory_passes` further passes). The timed passes run with the default allocator and no sampler
     thread; the memory passes after them with the mmap threshold pinned (`pin_mmap_threshold`)."""
-    for _ in range(warmup):
-        sync(step())
-    times = []
+    (times,) = interleaved_times([(step, sync)], warmup, repeats)
+    return times, memory_peak(step, sync, memory_passes)
+
+
+def interleaved_times(steps, warmup, repeats):
+    """[times of each (step, sync)]: `warmup` untimed passes of each, then `repeats` rounds of one timed
+    pass of each in turn, so every step sees the same changing load."""
+    for step, sync in steps:
+        for _ in range(warmup):
+            sync(step())
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        start = time.perf_counter()
-        sync(step())
-        times.append(time.perf_counter() - start)
+        for (step, sync), own in zip(steps, times):
+            start = time.perf_counter()
+            sync(step())
+            own.append(time.perf_counter() - start)
+    return times
+
+
+def memory_peak(step, sync, passes=1):
+    """Peak resident set above the baseline during `passes` passes, after `pin_mmap_threshold`."""
     pin_mmap_threshold()
     sampler = RssSampler()
     with sampler:
-        for _ in range(memory_passes):
+        for _ in range(passes):
             sync(step())
-    return times, sampler.peak - sampler.baseline
+    return sampler.peak - sampler.baseline
 
 
 def keras_step(layer_name, batch, H, n, L, part="layer", **layer_kwargs):
@@ -278,15 +296,23 @@ def worker(args):
         step, sync = torch_reference_step(batch, H, n, L)
     else:
         step, sync = keras_step(args.layer, batch, H, n, L)
-    times, rss_peak = time_passes(step, args.warmup, args.repeats, sync)
+    row = {"device": device_of(args.impl), "impl": args.impl,
+           "layer": "s4d" if args.impl == "torch-reference" else args.layer, "size": args.size}
+    if args.interleave and args.impl != "torch-reference":
+        times, reference_times = interleaved_times([(step, sync), torch_reference_step(batch, H, n, L)],
+                                                   args.warmup, args.repeats)
+        row["reference_times_s"] = reference_times
+        row["speedup_interleaved"] = statistics.median(r / t for r, t in zip(reference_times, times))
+    else:
+        (times,) = interleaved_times([(step, sync)], args.warmup, args.repeats)
+    rss_peak = memory_peak(step, sync)
     gpu_peak = gpu_peak_bytes(args.impl)
-    print(json.dumps({
-        "device": device_of(args.impl),
-        "impl": args.impl, "layer": "s4d" if args.impl == "torch-reference" else args.layer,
-        "size": args.size, "median_s": statistics.median(times), "min_s": min(times),
+    row.update({
+        "median_s": statistics.median(times), "min_s": min(times), "times_s": times,
         "peak_bytes": gpu_peak if gpu_peak is not None else rss_peak,
         "memory": "gpu" if gpu_peak is not None else "cpu-rss",
-    }))
+    })
+    print(json.dumps(row))
 
 
 def run_one(impl, layer, size, args, timeout=None):
@@ -297,6 +323,8 @@ def run_one(impl, layer, size, args, timeout=None):
         env["KERAS_BACKEND"] = impl
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--layer", layer,
            "--size", ",".join(map(str, size)), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    if getattr(args, "interleave", False):
+        cmd.append("--interleave")
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -329,6 +357,10 @@ def main():
                         help="batch,H,n,L tuples (default: the three sizes of the issue)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed passes first (compilation)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="also time the torch reference in each implementation's process, one pass of "
+                             "each in turn, and report the median per-round speed-up (robust to a shared "
+                             "machine's changing load; CPU only: on a GPU two frameworks share its memory)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
@@ -340,8 +372,9 @@ def main():
 
     rows = []
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    print("| layer | implementation | batch, H, n, L | fwd+bwd median (ms) | peak memory (MiB) | speed-up vs torch-reference | memory vs torch-reference | device |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| layer | implementation | batch, H, n, L | fwd+bwd median (ms) | peak memory (MiB) | speed-up vs torch-reference | "
+          "speed-up, interleaved | memory vs torch-reference | device |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         reference = run_one("torch-reference", "s4d", size, args) if installed("torch") else None
         jobs = [(impl, layer) for layer in args.layers for impl in args.backends if impl != "torch-reference"]
@@ -352,13 +385,14 @@ def main():
             rows.append(row)
             label = ", ".join(map(str, size))
             if "error" in row:
-                print(f"| {row['layer']} | {row['impl']} | {label} | failed: {row['error']} | | | | |")
+                print(f"| {row['layer']} | {row['impl']} | {label} | failed: {row['error']} | | | | | |")
                 continue
             ok_ref = reference is not None and "error" not in reference
             speed = f"{reference['median_s'] / row['median_s']:.2f}x" if ok_ref else "-"
             memory = f"{row['peak_bytes'] / max(reference['peak_bytes'], 1):.3f}" if ok_ref else "-"
+            interleaved = f"{row['speedup_interleaved']:.2f}x" if "speedup_interleaved" in row else "-"
             print(f"| {row['layer']} | {row['impl']} | {label} | {1e3 * row['median_s']:.1f} | "
-                  f"{row['peak_bytes'] / 2**20:.0f} ({row['memory']}) | {speed} | {memory} | "
+                  f"{row['peak_bytes'] / 2**20:.0f} ({row['memory']}) | {speed} | {interleaved} | {memory} | "
                   f"{describe(row['device'])} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:

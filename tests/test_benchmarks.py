@@ -23,6 +23,20 @@ def run_script(name, *args, tmp_path):
 
 
 @pytest.mark.processes
+def test_layer_benchmark_interleaved_with_the_reference(tmp_path):
+    out = tmp_path / "layer.json"
+    stdout = run_script("s4d_layer.py", "--sizes", "1,4,8,16", "--backends", "torch-reference", BACKEND, "--warmup", "0",
+                        "--repeats", "3", "--interleave", "--json", str(out), tmp_path=tmp_path)
+    reference, row = json.loads(out.read_text())
+    assert reference["impl"] == "torch-reference" and "speedup_interleaved" not in reference
+    assert row["impl"] == BACKEND and len(row["times_s"]) == len(row["reference_times_s"]) == 3
+    ratios = sorted(r / t for r, t in zip(row["reference_times_s"], row["times_s"]))
+    assert row["speedup_interleaved"] == pytest.approx(ratios[1])
+    assert row["peak_bytes"] >= 0 and row["memory"] == "cpu-rss"
+    assert f"| s4d | {BACKEND} | 1, 4, 8, 16 |" in stdout
+
+
+@pytest.mark.processes
 def test_layer_ratios_times_every_variant_and_ratio(tmp_path):
     out = tmp_path / "ratios.json"
     stdout = run_script("layer_ratios.py", "--sizes", "1,4,8,16", "--warmup", "0", "--repeats", "2",
