@@ -53,7 +53,8 @@ def main():
     print(f"| backend | batch, H, n, L | {' | '.join(f'{k} (ms)' for k in VARIANTS)} | {' | '.join(RATIOS)} |")
     print("|---" * (2 + len(VARIANTS) + len(RATIOS)) + "|")
     for size in args.sizes:
-        steps = {name: keras_step(layer, *size, part=part, **kwargs) for name, (layer, part, kwargs) in VARIANTS.items()}
+        steps = {name: keras_step(layer, *size, part=part, **kwargs)
+                 for name, (layer, part, kwargs) in VARIANTS.items()}
         for step, sync in steps.values():
             for _ in range(args.warmup):
                 sync(step())

@@ -3,7 +3,7 @@
     python benchmarks/s4d_layer.py                          # all installed backends, the three issue sizes
     python benchmarks/s4d_layer.py --sizes 16,256,64,1024 --backends jax torch-reference
     python benchmarks/s4d_layer.py --layers s4d s4          # also the S4 layer (DPLR kernel)
-    python benchmarks/s4d_layer.py --interleave             # + the speed-up measured against the reference in one process
+    python benchmarks/s4d_layer.py --interleave             # + the speed-up against the reference in one process
 
 The peer, `torch-reference`, is the S4D module of the reference implementation written out in plain
 PyTorch (complex tensors, the whole (H, N/2, L) Vandermonde tensor, FFT convolution, GELU, 1x1
@@ -372,7 +372,8 @@ def main():
 
     rows = []
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    print("| layer | implementation | batch, H, n, L | fwd+bwd median (ms) | peak memory (MiB) | speed-up vs torch-reference | "
+    print("| layer | implementation | batch, H, n, L | fwd+bwd median (ms) | peak memory (MiB) | "
+          "speed-up vs torch-reference | "
           "speed-up, interleaved | memory vs torch-reference | device |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:

@@ -25,8 +25,8 @@ def run_script(name, *args, tmp_path):
 @pytest.mark.processes
 def test_layer_benchmark_interleaved_with_the_reference(tmp_path):
     out = tmp_path / "layer.json"
-    stdout = run_script("s4d_layer.py", "--sizes", "1,4,8,16", "--backends", "torch-reference", BACKEND, "--warmup", "0",
-                        "--repeats", "3", "--interleave", "--json", str(out), tmp_path=tmp_path)
+    stdout = run_script("s4d_layer.py", "--sizes", "1,4,8,16", "--backends", "torch-reference", BACKEND,
+                        "--warmup", "0", "--repeats", "3", "--interleave", "--json", str(out), tmp_path=tmp_path)
     reference, row = json.loads(out.read_text())
     assert reference["impl"] == "torch-reference" and "speedup_interleaved" not in reference
     assert row["impl"] == BACKEND and len(row["times_s"]) == len(row["reference_times_s"]) == 3
