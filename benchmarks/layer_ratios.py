@@ -13,12 +13,10 @@ the per-round ratios.
 """
 
 import argparse
-import json
 import statistics
 import sys
-import time
 
-from s4d_layer import DEFAULT_SIZES, REPO_ROOT, keras_step, parse_size
+from s4d_layer import DEFAULT_SIZES, REPO_ROOT, interleaved_times, keras_step, parse_size, write_json
 
 sys.path.insert(0, REPO_ROOT)  # time this checkout's keras_ssm
 
@@ -55,15 +53,7 @@ def main():
     for size in args.sizes:
         steps = {name: keras_step(layer, *size, part=part, **kwargs)
                  for name, (layer, part, kwargs) in VARIANTS.items()}
-        for step, sync in steps.values():
-            for _ in range(args.warmup):
-                sync(step())
-        times = {name: [] for name in steps}
-        for _ in range(args.repeats):
-            for name, (step, sync) in steps.items():
-                start = time.perf_counter()
-                sync(step())
-                times[name].append(time.perf_counter() - start)
+        times = dict(zip(steps, interleaved_times(list(steps.values()), args.warmup, args.repeats)))
         medians = {name: statistics.median(t) for name, t in times.items()}
         ratios = {label: statistics.median(a / b for a, b in zip(times[num], times[den]))
                   for label, (num, den) in RATIOS.items()}
@@ -72,8 +62,7 @@ def main():
               + " | ".join(f"{1e3 * medians[k]:.0f}" for k in VARIANTS) + " | "
               + " | ".join(f"{ratios[k]:.2f}" for k in RATIOS) + " |", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,14 @@ def memory_peak(step, sync, passes=1):
     return sampler.peak - sampler.baseline
 
 
+def write_json(rows, path):
+    """Write the rows to `path` atomically (a temporary file beside it, then a rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rows, f, indent=1)
+    os.replace(tmp, path)
+
+
 def keras_step(layer_name, batch, H, n, L, part="layer", **layer_kwargs):
     """A forward+backward closure for keras_ssm's layer on the active Keras backend (layer_kwargs go to
     the layer). part="layer": loss = sum of the layer's outputs, gradients for every trainable variable
@@ -396,8 +404,7 @@ def main():
                   f"{row['peak_bytes'] / 2**20:.0f} ({row['memory']}) | {speed} | {interleaved} | {memory} | "
                   f"{describe(row['device'])} |", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(rows, args.json)
 
 
 if __name__ == "__main__":

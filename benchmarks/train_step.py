@@ -34,9 +34,8 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 
-from s4d_layer import REPO_ROOT, gpu_peak_bytes, installed, time_passes
+from s4d_layer import REPO_ROOT, gpu_peak_bytes, installed, interleaved_times, time_passes, write_json
 
 IMPLEMENTATIONS = ("jax", "tensorflow", "torch", "torch-reference")
 TASKS = ("listops", "image")
@@ -220,14 +219,8 @@ def side_by_side_worker(args):
         config = task_config(args.task, args.preset, setting == "fixed")
         spec = nominal_input_spec(args.task, config.data_options)
         steps[setting] = build_step(args.impl, config, spec, args)
-        for _ in range(args.warmup):
-            steps[setting][1](steps[setting][0]())
-    times = {setting: [] for setting in steps}
-    for _ in range(args.repeats):
-        for setting, (step, sync, _, _) in steps.items():
-            start = time.perf_counter()
-            sync(step())
-            times[setting].append(time.perf_counter() - start)
+    times = dict(zip(steps, interleaved_times([(step, sync) for step, sync, _, _ in steps.values()],
+                                              args.warmup, args.repeats)))
     print(json.dumps({
         "impl": args.impl, "task": args.task, "preset": args.preset, "setting": "side-by-side",
         "batch": steps["learned"][3], "layers": config.num_layers, "H": config.d_model, "n": config.d_state,
@@ -287,8 +280,7 @@ def main():
         return side_by_side(args)
 
     rows = []
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"preset {args.preset}, CPU batch {args.batch}")
+    print(machine_header(args))
     print("| task | setting | implementation | batch, layers x H, n, L | step median (ms) | peak memory (MiB) | "
           "speed-up vs torch-reference | memory vs torch-reference | trainable params |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -315,10 +307,14 @@ def main():
         write_json(rows, args.json)
 
 
+def machine_header(args):
+    return (f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"python {platform.python_version()}, preset {args.preset}, CPU batch {args.batch}")
+
+
 def side_by_side(args):
     rows = []
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"preset {args.preset}, CPU batch {args.batch}; learned and fixed stepped alternately in one process")
+    print(machine_header(args) + "; learned and fixed stepped alternately in one process")
     print("| task | implementation | batch, layers x H, n, L | learned step (ms) | fixed step (ms) | fixed / learned |")
     print("|---|---|---|---|---|---|")
     for task in args.tasks:
@@ -335,13 +331,6 @@ def side_by_side(args):
                   f"{1e3 * row['median_s']['fixed']:.0f} | {row['fixed_over_learned']:.2f} |", flush=True)
     if args.json:
         write_json(rows, args.json)
-
-
-def write_json(rows, path):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(rows, f, indent=1)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
