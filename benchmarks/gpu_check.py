@@ -152,7 +152,7 @@ def worker_train(args):
     from keras_ssm.devices import device_info
     from zoo.configs import get_config
     from zoo.models import build_model, nominal_input_spec
-    from zoo.runs import compile_model
+    from zoo.core import compile_model
 
     rows = []
     for task, steps in TRAIN_TASKS.items():

@@ -13,7 +13,7 @@ bidirectional blocks, norm, dropout). The batch is the preset's on a GPU; on a C
 --batch (4), the same for every implementation.
 
 - Keras backends (`jax`, `tensorflow`, `torch`): the zoo model itself (`zoo.models.build_model`),
-  compiled as every zoo run is (`zoo.runs.compile_model`: SSMAdamW with warmup + cosine,
+  compiled as every zoo run is (`zoo.core.compile_model`: SSMAdamW with warmup + cosine,
   cross-entropy on logits), stepped with `model.train_on_batch`.
 - `torch-reference`: the same architecture written in plain PyTorch: embedding (token tasks) or a
   linear encoder (real-valued inputs), blocks norm(x + dropout(S4D(x))) (post-norm) or
@@ -81,7 +81,7 @@ def keras_train_step(config, spec, batch):
     import keras
 
     from zoo.models import build_model, count_parameters
-    from zoo.runs import compile_model
+    from zoo.core import compile_model
 
     keras.utils.set_random_seed(0)
     model = build_model(config, spec)

@@ -28,7 +28,7 @@ import keras
 import keras_ssm
 from zoo.configs import get_config
 from zoo.models import InputSpec, build_model
-from zoo.runs import compile_model
+from zoo.core import compile_model
 
 out = {out!r}
 keras.utils.set_random_seed(0)

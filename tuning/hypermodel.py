@@ -2,7 +2,7 @@
 
 For a trial with values v = {dt_min, dt_max, init, trainable_eigenvalues, lr} (see
 :mod:`tuning.space`), the model is ``zoo.models.build_model(base_config.replace(**v), info)`` compiled
-with ``zoo.runs.compile_model`` (SSMAdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
+with ``zoo.core.compile_model`` (SSMAdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
 SSM variables on ``ssm_lr`` without weight decay) and sparse categorical cross-entropy on logits;
 the data are those of ``zoo.data.load_task`` for the base config (train with full batches, val). Epoch
 e of every trial sees the training data in the order given by (seed, e) alone, so a trial rerun after
@@ -17,12 +17,8 @@ memory_horizon)``) and their summaries (:func:`initial_memory_summary`) in the t
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import keras_tuner as kt
 import numpy as np
 
@@ -30,15 +26,10 @@ from keras_ssm.devices import device_info
 from keras_ssm.memory import MEMORY_LENGTH_FRACTION, memory_summary, model_memory_functions
 from tuning.project import OBJECTIVE
 from tuning.space import SearchSpace
-from zoo.callbacks import TrainingDivergedError, divergence_callbacks, divergence_errors
 from zoo.configs import TrainConfig
-from zoo.data import load_task, load_task_arrays
-from zoo.data.pipeline import make_dataset
-from zoo.models import build_model, input_spec_from_info
-from zoo.rundir import write_json_atomic
-from zoo.runs import compile_model, full_batches_per_epoch, memory_horizon
-
-INITIAL_MEMORY_FILE = "initial_memory.json"
+from zoo.core import TrainingData, build_compiled_model, fit_and_evaluate, load_training_data
+from zoo.rundir import INITIAL_MEMORY_FILE, write_json_atomic
+from zoo.runs import memory_horizon
 
 
 def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_LENGTH_FRACTION) -> dict:
@@ -62,51 +53,20 @@ def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_LENGTH_
     }
 
 
-@dataclass(frozen=True)
-class TaskData:
-    """The data a sweep trains and validates on (loaded once per sweep)."""
-
-    train_split: object  # zoo.data.SplitData of the train split
-    encoding: object  # its zoo.data.pipeline.InputEncoding
-    val: object  # tf.data val batches
-    info: object  # zoo.data.TaskInfo of the train split
-    val_info: object
-    steps_per_epoch: int
-    batch_size: int
-    seed: int
-
-    def train_epochs(self, first: int, stop: int):
-        """Full training batches of epochs first..stop-1 in one dataset; epoch e shuffled by (seed, e)."""
-        return make_dataset(self.train_split, seq_len=self.info.seq_len, encoding=self.encoding,
-                            batch_size=self.batch_size, shuffle=True, seed=self.seed, drop_remainder=True,
-                            epochs=(first, stop))
-
-    @property
-    def val_majority_rate(self) -> float:
-        counts = self.val_info.class_counts
-        return max(counts) / sum(counts)
+def load_task_data(config: TrainConfig) -> TrainingData:
+    """The train split (full batches, epoch e shuffled by (``config.seed``, e)) and val split of ``config``'s
+    task, loaded once per sweep (``zoo.core.load_training_data`` without a test split)."""
+    return load_training_data(config, test=False)
 
 
-def load_task_data(config: TrainConfig) -> TaskData:
-    """The train split (batched per trial, shuffled by (``config.seed``, epoch)) and val dataset of
-    ``config``'s task."""
-    common = dict(data_dir=config.data_dir, cache_dir=config.cache_dir, **config.data_options)
-    train_split, info, encoding = load_task_arrays(config.task, "train", **common)
-    val, val_info = load_task(config.task, "val", batch_size=config.batch_size, **common)
-    return TaskData(train_split, encoding, val, info, val_info, full_batches_per_epoch(config, info),
-                    config.batch_size, config.seed)
-
-
-def best_epoch_metrics(history) -> dict | None:
-    """The metrics of the epoch of ``history`` (a ``keras.callbacks.History``) with the highest finite
-    ``val_accuracy`` (first on ties), with its 1-based ``best_epoch``; None when no epoch has one."""
-    logs, epochs = history.history, getattr(history, "epoch", [])
-    finite = [(value, -i) for i, value in enumerate(logs.get(OBJECTIVE, [])) if math.isfinite(value)]
-    if not finite:
+def trial_metrics(result) -> dict | None:
+    """The metrics of the best epoch of a trial's ``zoo.core.RunResult`` (highest finite ``val_accuracy``,
+    first on ties), with its 1-based ``best_epoch``; None when no epoch has one."""
+    if result.best_epoch is None:
         return None
-    best = -max(finite)[1]
+    row = next(r for r in result.history if int(r["epoch"]) + 1 == result.best_epoch)
     keep = ("val_accuracy", "val_loss", "accuracy", "loss")
-    return {**{k: float(logs[k][best]) for k in keep if k in logs}, "best_epoch": epochs[best] + 1}
+    return {**{k: float(row[k]) for k in keep if k in row}, "best_epoch": result.best_epoch}
 
 
 class SSMHyperModel(kt.HyperModel):
@@ -115,14 +75,14 @@ class SSMHyperModel(kt.HyperModel):
     Args:
         base_config: the zoo TrainConfig every trial starts from (task, preset, sizes, epochs, seed).
         space: the :class:`tuning.space.SearchSpace`.
-        data: preloaded :class:`TaskData` (default: loaded from ``base_config`` on first use).
+        data: preloaded ``zoo.core.TrainingData`` (default: loaded from ``base_config`` on first use).
 
     The sweep tuners (:mod:`tuning.search`) call :meth:`begin_trial` / :meth:`end_trial` around each
     trial so the initial memory summary lands in the trial's directory; outside a trial (KerasTuner
     discovering the space, ``get_best_models``) no memory functions are computed.
     """
 
-    def __init__(self, base_config: TrainConfig, space: SearchSpace, data: TaskData | None = None):
+    def __init__(self, base_config: TrainConfig, space: SearchSpace, data: TrainingData | None = None):
         super().__init__(name=f"{base_config.task}_{base_config.model}", tunable=True)
         self.base_config = base_config
         self.space = space
@@ -131,7 +91,7 @@ class SSMHyperModel(kt.HyperModel):
         self._initial_memory = None
 
     # -----------------------------------------------------------------------------------------
-    def data(self) -> TaskData:
+    def data(self) -> TrainingData:
         if self._data is None:
             self._data = load_task_data(self.base_config)
         return self._data
@@ -159,10 +119,7 @@ class SSMHyperModel(kt.HyperModel):
     def build(self, hp):
         values = self.space.values_for(hp.values)
         config = self.base_config.replace(**values)
-        data = self.data()
-        keras.utils.set_random_seed(config.seed)
-        model = build_model(config, input_spec_from_info(data.info))
-        compile_model(model, config, data.steps_per_epoch)
+        model = build_compiled_model(config, self.data())
         if self._trial_dir is not None:
             self._initial_memory = initial_memory_summary(model, self.memory_horizon())
             record = {"values": values, "device": device_info(), **self._initial_memory}
@@ -191,25 +148,15 @@ class SSMHyperModel(kt.HyperModel):
             # Hyperband continues a trial from its checkpoint: resume the learning-rate schedule there.
             model.optimizer.build(model.trainable_variables)
             model.optimizer.iterations.assign(initial_epoch * data.steps_per_epoch)
-        history = keras.callbacks.History()  # Keras' own, kept when fit stops with an exception
-        start = time.perf_counter()
-        diverged = False
-        guard, stop_on_divergence = divergence_callbacks(config.divergence_factor)
-        try:
-            with divergence_errors(guard):
-                model.fit(data.train_epochs(initial_epoch, epochs), steps_per_epoch=data.steps_per_epoch,
-                          validation_data=data.val, epochs=epochs, initial_epoch=initial_epoch,
-                          callbacks=[*stop_on_divergence, history, *(callbacks or [])], verbose=config.verbose,
-                          shuffle=False)
-        except TrainingDivergedError as err:
-            diverged = True
-            if not getattr(history, "epoch", None):
-                raise kt.errors.FailedTrialError(str(err)) from err
-        metrics = best_epoch_metrics(history)
+        result = fit_and_evaluate(config, data, model=model, callbacks=list(callbacks or []),
+                                  initial_epoch=initial_epoch, epochs=epochs, on_divergence="keep_best")
+        if result.diverged is not None and not result.epochs_completed:
+            raise kt.errors.FailedTrialError(result.diverged["message"])
+        metrics = trial_metrics(result)
         if metrics is None:
             raise kt.errors.FailedTrialError(f"no epoch produced a finite {OBJECTIVE}.")
-        metrics.update(epochs_run=len(history.epoch), diverged=float(diverged),
-                       train_time_s=time.perf_counter() - start)
+        metrics.update(epochs_run=result.epochs_completed, diverged=float(result.diverged is not None),
+                       train_time_s=result.wall_time_s)
         if self._initial_memory is not None:
             for key in ("memory_capacity", "memory_length", "memory_accuracy"):
                 metrics[f"initial_{key}"] = self._initial_memory[key]

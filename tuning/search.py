@@ -31,12 +31,13 @@ import keras_tuner as kt
 
 from keras_ssm.devices import report_devices
 from tuning.distributed import DEFAULT_CONNECT_TIMEOUT, ID_ENV, distributed_role, wait_for_chief
-from tuning.hypermodel import SSMHyperModel, TaskData
+from tuning.hypermodel import SSMHyperModel
 from tuning.project import OBJECTIVE, SWEEP_FILE, TUNERS, SweepProjectError, default_project_name, \
     prepare_project, stored_sweep_difference, sweep_description
 from tuning.report import trial_summary_line, write_report
 from tuning.space import SearchSpace
 from zoo.configs import TrainConfig
+from zoo.core import TrainingData
 from zoo.rundir import DirectoryLock, directory_entries, write_json_atomic
 
 WORKERS_DIR = "workers"  # workers/<tuner id>/.lock: one process per worker id of a distributed sweep
@@ -142,7 +143,7 @@ class SweepResult:
 def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "random", max_trials: int = 10,
               directory="sweeps", project_name: str | None = None, overwrite: bool = False,
               max_consecutive_failures: int = 3, hyperband_factor: int = 3,
-              data: TaskData | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SweepResult:
+              data: TrainingData | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SweepResult:
     """Run (or resume) a sweep and write its report; see the module docstring for the files.
 
     Args:

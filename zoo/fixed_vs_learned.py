@@ -21,23 +21,38 @@ experiment only fills in what is missing), and a run whose analysis exists is no
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from keras_ssm.memory import find_ssm_layers, layer_memory_function, memory_summary
+from zoo.analysis import analyse_models, task_delay, write_analysis
+from zoo.callbacks import TrainingDivergedError
+from zoo.cli_common import parse_set_overrides
 from zoo.configs import INITS, MODELS, PRESETS, TASKS, TrainConfig, get_config
-from zoo.rundir import read_json, write_json_atomic
+from zoo.data import load_task_arrays
+from zoo.models import build_model, input_spec_from_info
+from zoo.protocol import Experiment, RunRecord
+from zoo.report import SETTINGS, write_report
+from zoo.rundir import (
+    ANALYSIS_ARRAYS_FILE,
+    ANALYSIS_FILE,
+    BEST_MODEL_FILE,
+    CHECKPOINT_DIR,
+    INITIAL_WEIGHTS_FILE,
+    RESULTS_FILE,
+    RUNS_DIR,
+    read_json,
+)
+from zoo.runs import train
 
-SETTINGS = ("fixed", "learned")
 #: The layer's own default initialisation, named explicitly so run directories and tables say which it is.
 DEFAULT_INIT = {"s4d": "inv", "s4": "legs"}
-RUNS_DIR = "runs"
-ANALYSIS_FILE = "analysis.json"
 _RESULTS_FIX = "Delete it and rerun the same command: the run is evaluated again from its best.keras."
-ANALYSIS_ARRAYS_FILE = "analysis.npz"
+#: The tasks of ``python zoo/experiment.py fixed-vs-learned`` without --tasks.
+DEFAULT_TASKS = ("listops", "digits", "delayed_recall", "delayed_recall_short")
 #: Config keys that the experiment itself sets per run; overriding them would break the pairing.
 EXPERIMENT_KEYS = ("task", "preset", "model", "init", "seed", "trainable_eigenvalues", "output_dir")
 
@@ -59,8 +74,6 @@ class PlannedRun:
     @property
     def finished(self) -> bool:
         """True when the run's results.json exists (the run trained to the end and was evaluated)."""
-        from zoo.runs import RESULTS_FILE
-
         return (self.run_dir / RESULTS_FILE).exists()
 
     @property
@@ -149,141 +162,51 @@ def plan_runs(tasks, seeds, *, preset: str = "quick", model: str = "s4d", inits=
     return plan
 
 
-def run_experiment(plan, *, log=print) -> list[dict]:
+def run_experiment(plan, *, log=print) -> list[RunRecord]:
     """Train every unfinished run of ``plan`` (in order), then analyse every run that lacks its analysis.
 
     Finished runs (``results.json`` present) are skipped without loading data or building a model. A run
     that diverges (zoo.callbacks.TrainingDivergedError) is recorded as failed and the experiment goes on.
 
     Returns:
-        One record per planned run: ``{"run": PlannedRun, "status": "trained" | "skipped" | "failed",
-        "results": dict | None, "analysis": dict | None, "error": str | None}``.
+        One :class:`zoo.protocol.RunRecord` per planned run (status "trained", "skipped" or "failed").
     """
-    from zoo.callbacks import TrainingDivergedError
-    from zoo.runs import RESULTS_FILE, train
-
     records = []
     for index, run in enumerate(plan, start=1):
         prefix = f"[{index}/{len(plan)}] {run.label}"
-        record = {"run": run, "status": None, "results": None, "analysis": None, "error": None}
         if run.finished:
             log(f"{prefix}: finished earlier, skipped ({run.run_dir / RESULTS_FILE})")
-            record["status"] = "skipped"
+            status = "skipped"
         else:
             log(f"{prefix}: training in {run.run_dir}")
             try:
                 train(run.config)
-                record["status"] = "trained"
+                status = "trained"
             except TrainingDivergedError as err:
                 log(f"{prefix}: FAILED: {err}")
-                record.update(status="failed", error=str(err))
-                records.append(record)
+                records.append(RunRecord(run, "failed", error=str(err)))
                 continue
-        record["results"] = read_json(run.run_dir / RESULTS_FILE, _RESULTS_FIX)
-        record["analysis"] = ensure_analysis(run)
-        records.append(record)
+        records.append(RunRecord(run, status, results=read_json(run.run_dir / RESULTS_FILE, _RESULTS_FIX),
+                                 analysis=ensure_analysis(run)))
     return records
 
 
-def collect_records(plan) -> list[dict]:
+def collect_records(plan) -> list[RunRecord]:
     """Records of ``plan`` from the run directories alone (no training): unfinished runs are "missing"."""
-    from zoo.runs import RESULTS_FILE
-
     records = []
     for run in plan:
-        record = {"run": run, "status": "missing", "results": None, "analysis": None, "error": None}
         if run.finished:
-            record.update(status="skipped", results=read_json(run.run_dir / RESULTS_FILE, _RESULTS_FIX),
-                          analysis=ensure_analysis(run))
-        records.append(record)
+            records.append(RunRecord(run, "skipped", results=read_json(run.run_dir / RESULTS_FILE, _RESULTS_FIX),
+                                     analysis=ensure_analysis(run)))
+        else:
+            records.append(RunRecord(run, "missing"))
     return records
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-run analysis: memory functions and eigenvalues before and after training.
-
-def task_delay(config: TrainConfig) -> int | None:
-    """The recall lag of a delayed-recall task (its ``delay`` data option or default), else None."""
-    from zoo.data import task_options
-
-    defaults = task_options(config.task)
-    if "delay" not in defaults:
-        return None
-    return int(config.data_options.get("delay", defaults["delay"]))
-
-
-def weights_fingerprint(arrays) -> str:
-    """Order-independent digest of a list of arrays: sha256 over the sorted sha256 digests of each
-    array's dtype, shape and bytes. Equal for two models with identical weight values."""
-    digests = sorted(
-        hashlib.sha256(f"{a.dtype}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest()
-        for a in (np.asarray(x) for x in arrays)
-    )
-    return hashlib.sha256("".join(digests).encode()).hexdigest()
-
-
-def memory_layer_summary(memory, delay: int | None) -> dict:
-    """``keras_ssm.memory.memory_summary`` of one layer's MemoryFunction (H, T) (channel means of MC,
-    memory length and accuracy; rank, state dimension, condition number), with MF at ``delay`` (mean
-    and max over channels) when given and inside the horizon."""
-    summary = memory_summary(memory)
-    if delay is not None and delay < memory.horizon:
-        at_delay = memory.values[..., delay]
-        summary["mf_at_delay_mean"] = float(np.mean(at_delay))
-        summary["mf_at_delay_max"] = float(np.max(at_delay))
-    return summary
-
-
-def analyse_models(initial_model, trained_model, horizon: int, delay: int | None = None):
-    """Compare the SSM layers of a model at initialisation and after training.
-
-    Returns:
-        (analysis, arrays): ``analysis`` is JSON-ready: {"horizon", "delay", "layers": {path: {"initial":
-        summary, "trained": summary, "eigenvalues_identical": bool, "eigenvalue_max_abs_change": float}},
-        "initial_weights_fingerprint"}; ``arrays`` maps ``"<kind>::<layer path>"`` (kind in mf_initial,
-        mf_trained, eig_initial, eig_trained) to numpy arrays: MF values (H, horizon) float64 and
-        discrete eigenvalues (H, N/2) complex128.
-    """
-
-    before, after = find_ssm_layers(initial_model), find_ssm_layers(trained_model)
-    if list(before) != list(after):
-        raise ValueError(f"The two models have different SSM layers: {list(before)} vs {list(after)}.")
-    layers, arrays = {}, {}
-    for path, layer in before.items():
-        trained_layer = after[path]
-        mf_initial = layer_memory_function(layer, horizon)
-        mf_trained = layer_memory_function(trained_layer, horizon)
-        eig_initial = np.asarray(layer.discrete_eigenvalues())
-        eig_trained = np.asarray(trained_layer.discrete_eigenvalues())
-        layers[path] = {
-            "initial": memory_layer_summary(mf_initial, delay),
-            "trained": memory_layer_summary(mf_trained, delay),
-            "eigenvalues_identical": bool(np.array_equal(eig_initial, eig_trained)),
-            "eigenvalue_max_abs_change": float(np.max(np.abs(eig_trained - eig_initial))),
-        }
-        arrays[f"mf_initial::{path}"] = mf_initial.values
-        arrays[f"mf_trained::{path}"] = mf_trained.values
-        arrays[f"eig_initial::{path}"] = eig_initial
-        arrays[f"eig_trained::{path}"] = eig_trained
-    analysis = {
-        "horizon": int(horizon),
-        "delay": delay,
-        "layers": layers,
-        "initial_weights_fingerprint": weights_fingerprint(initial_model.get_weights()),
-    }
-    return analysis, arrays
 
 
 def analyse_run(run: PlannedRun) -> dict:
     """Memory functions (finite horizon T = the task's sequence length: the state starts at zero with each
     sequence) and discrete eigenvalues of the run's initial weights and of its best model; writes
-    ``analysis.json`` and ``analysis.npz`` into the run directory and returns the analysis dict."""
-    import keras
-
-    from zoo.data import load_task_arrays
-    from zoo.models import build_model, input_spec_from_info
-    from zoo.runs import BEST_MODEL_FILE, CHECKPOINT_DIR, INITIAL_WEIGHTS_FILE, RESULTS_FILE
-
+    ``analysis.json`` and ``analysis.npz`` into the run directory (zoo.analysis) and returns the analysis."""
     config, out = run.config, run.run_dir
     results = read_json(out / RESULTS_FILE, _RESULTS_FIX)
     _, info, _ = load_task_arrays(config.task, "test", data_dir=config.data_dir, cache_dir=config.cache_dir,
@@ -292,15 +215,12 @@ def analyse_run(run: PlannedRun) -> dict:
     initial.load_weights(out / CHECKPOINT_DIR / INITIAL_WEIGHTS_FILE)
     trained = keras.saving.load_model(out / BEST_MODEL_FILE, compile=False)
     analysis, arrays = analyse_models(initial, trained, int(results["seq_len"]), task_delay(config))
-    np.savez(out / ANALYSIS_ARRAYS_FILE, **arrays)
-    write_json_atomic(out / ANALYSIS_FILE, analysis)
+    write_analysis(out, analysis, arrays)
     return analysis
 
 
 def ensure_analysis(run: PlannedRun) -> dict:
     """The run's analysis.json, computed first if it is missing (or older than its results.json)."""
-    from zoo.runs import RESULTS_FILE
-
     path = run.run_dir / ANALYSIS_FILE
     arrays = run.run_dir / ANALYSIS_ARRAYS_FILE
     if (path.exists() and arrays.exists()
@@ -309,12 +229,92 @@ def ensure_analysis(run: PlannedRun) -> dict:
     return analyse_run(run)
 
 
-def load_analysis_arrays(run: PlannedRun) -> dict:
-    """{kind: {layer path: array}} from the run's analysis.npz (kinds: mf_initial, mf_trained, eig_initial,
-    eig_trained)."""
-    grouped: dict = {}
-    with np.load(run.run_dir / ANALYSIS_ARRAYS_FILE) as arrays:
-        for key in arrays.files:
-            kind, path = key.split("::", 1)
-            grouped.setdefault(kind, {})[path] = arrays[key]
-    return grouped
+# ---------------------------------------------------------------------------------------------
+# The command line: python zoo/experiment.py fixed-vs-learned
+
+class FixedVsLearned(Experiment):
+    """``python zoo/experiment.py fixed-vs-learned`` (zoo.protocol): paired fixed / learned runs, zoo.report."""
+
+    name = "fixed-vs-learned"
+    group = "task, init and seed (its fixed and learned run)"
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(
+            prog="python zoo/experiment.py [fixed-vs-learned]",
+            epilog="Other experiments: python zoo/experiment.py memory-horizon --help, "
+                   "python zoo/experiment.py longest-memory --help.",
+            description=(
+                "The paper's experiment: for each task, eigenvalue initialisation and seed, train the zoo model "
+                "twice, with fixed eigenvalues (reservoir setting: dt and A frozen) and with learned ones, from the "
+                "same initial weights and data order. Then write report.md, report.json and plots (validation "
+                "curves, per-layer memory functions before/after training) into --output-dir and print the report. "
+                "Each run lives in OUTPUT_DIR/runs/<task>/<init>/seed<k>/<fixed|learned>/ (a zoo run directory); "
+                "finished runs are skipped on a rerun."
+            ),
+        )
+        parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(DEFAULT_TASKS), metavar="TASK",
+                            help=f"tasks to run, any of: {', '.join(TASKS)} (default: {' '.join(DEFAULT_TASKS)}). "
+                                 "'digits' is the offline stand-in for 'image'; 'delayed_recall' (long lag, beyond "
+                                 "the initial memory) and 'delayed_recall_short' (short lag) are the synthetic memory "
+                                 "tasks.")
+        parser.add_argument("--seeds", type=int, default=3,
+                            help="number of seeds: seeds FIRST_SEED..FIRST_SEED+SEEDS-1 (default: 3).")
+        parser.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0).")
+        parser.add_argument("--preset", choices=PRESETS, default="quick",
+                            help="zoo preset of every task: quick = minutes on a CPU, small = official '-small' "
+                                 "sizes, full = published LRA sizes (default: quick).")
+        parser.add_argument("--model", choices=MODELS, default="s4d", help="SSM layer: S4D or S4 (default: s4d).")
+        parser.add_argument("--inits", nargs="+", choices=[i for i in INITS if i], default=None, metavar="INIT",
+                            help=f"eigenvalue initialisations to compare, any of: {', '.join(i for i in INITS if i)} "
+                                 "(default: the model's own, inv for s4d, legs for s4).")
+        parser.add_argument("--output-dir", default=None,
+                            help="experiment directory for the runs and the report "
+                                 "(default: runs/experiment-<preset>-<model>).")
+        parser.add_argument("--report-dir", default=None,
+                            help="where report.md, report.json and the plots go (default: --output-dir), e.g. "
+                                 "docs/results/<name> while the runs stay under runs/.")
+        parser.add_argument("--epochs", type=int, default=None, help="override the presets' number of epochs.")
+        parser.add_argument("--data-dir", default=None,
+                            help="directory with official task files / prepared tfds data (see zoo.data; default: "
+                                 "generated ListOps/Pathfinder, sklearn digits, generated delayed recall).")
+        parser.add_argument("--cache-dir", default=None,
+                            help="data cache (default: $KERAS_SSM_DATA or ~/.cache/keras_ssm/data).")
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config key for every run, VALUE parsed as JSON when possible, e.g. "
+                                 "--set d_model=32 --set data_options.num_train=1000. Repeatable. The experiment's "
+                                 "own keys (task, preset, model, init, seed, trainable_eigenvalues, output_dir) are "
+                                 "refused.")
+        parser.add_argument("--title", default=None,
+                            help="report title (default: 'Fixed versus learned eigenvalues').")
+        parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2,
+                            help="Keras fit verbosity of each run: 2 = one line per epoch (default), 1 = progress "
+                                 "bar, 0 = silent.")
+        return parser
+
+    def plan_from_args(self, args) -> list[PlannedRun]:
+        if args.output_dir is None:
+            args.output_dir = str(Path("runs") / f"experiment-{args.preset}-{args.model}")
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+        if args.first_seed < 0:
+            raise ValueError(f"--first-seed must be >= 0, got {args.first_seed}.")
+        overrides = parse_set_overrides(args.set)
+        for key, value in (("epochs", args.epochs), ("data_dir", args.data_dir), ("cache_dir", args.cache_dir)):
+            if value is not None:
+                overrides[key] = value
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        return plan_runs(args.tasks, seeds, preset=args.preset, model=args.model, inits=args.inits,
+                         output_dir=args.output_dir, overrides=overrides, verbose=args.verbose)
+
+    def group_key(self, run):
+        return run.task, run.init, run.seed
+
+    def run(self, plan) -> list[RunRecord]:
+        return run_experiment(plan)
+
+    def collect(self, plan) -> list[RunRecord]:
+        return collect_records(plan)
+
+    def report(self, records, report_dir, *, plan, command: str, version: str, args) -> dict:
+        report = write_report(records, report_dir, command=command, title=args.title)
+        return {**report, "failed": len(report["failed_runs"])}

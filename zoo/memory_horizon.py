@@ -26,26 +26,48 @@ report.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import datetime
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
+from matplotlib.figure import Figure
 
 from keras_ssm.memory import empirical_memory_function, memory_function, memory_length, memory_summary
 from keras_ssm.ops.discrete import discretize_diagonal_numpy
 from keras_ssm.ops.init import initial_eigenvalues
+from zoo.analysis import analyse_models, load_analysis_arrays, write_analysis
+from zoo.cli_common import parse_set_overrides
 from zoo.configs import RUN_ONLY_FIELDS, TrainConfig, get_config
-from zoo.fixed_vs_learned import PlannedRun, analyse_models, load_analysis_arrays, resolve_seeds
-from zoo.rundir import DirectoryLock, read_json, write_json_atomic, write_text_atomic
+from zoo.core import TrainingData, compile_model, fit_and_evaluate
+from zoo.data import load_task_arrays
+from zoo.fixed_vs_learned import resolve_seeds
+from zoo.models import build_model, input_spec_from_info
+from zoo.protocol import Experiment, RunRecord
+from zoo.reporting import code_version_label, format_stat, mean_std
+from zoo.rundir import (
+    ANALYSIS_FILE,
+    EMPIRICAL_FILE,
+    HORIZON_PLOT,
+    LONGEST_PLOT,
+    REPORT_JSON,
+    REPORT_MD,
+    RESULTS_FILE,
+    RUNS_DIR,
+    DirectoryLock,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 TASK = "delayed_recall"
-EMPIRICAL_FILE = "empirical.json"
 #: Run sizes per preset. "quick" fits a shared 2-core CPU; "full" is for an accelerator.
 #: Keys: TrainConfig overrides of the delayed_recall preset, plus the experiment's own grid.
 PRESETS = {
@@ -143,11 +165,6 @@ class HorizonRun:
         return Path(self.config.output_dir)
 
     @property
-    def planned(self) -> PlannedRun:
-        """The zoo.fixed_vs_learned view (for its per-run analysis)."""
-        return PlannedRun(task=TASK, init=self.setting.label, seed=self.seed, setting=self.mode, config=self.config)
-
-    @property
     def label(self) -> str:
         return f"{self.setting.label}/delay{self.delay}/seed{self.seed}/{self.mode}"
 
@@ -220,7 +237,7 @@ def plan_memory_horizon(*, delays, settings, seeds, output_dir, preset: str = "q
         for setting in settings:
             for mode, trainable, fraction in modes:
                 for delay in sorted(delays):
-                    out = Path(output_dir) / "runs" / setting.dirname / f"delay{delay}" / f"seed{seed}" / mode
+                    out = Path(output_dir) / RUNS_DIR / setting.dirname / f"delay{delay}" / f"seed{seed}" / mode
                     config = base.replace(seed=seed, trainable_eigenvalues=trainable, frozen_modes=fraction,
                                           output_dir=str(out), data_options={"delay": int(delay)},
                                           **setting.overrides())
@@ -232,9 +249,6 @@ def _print(message):
     print(message, flush=True)
 
 
-RESULTS_FILE = "results.json"
-ANALYSIS_FILE = "analysis.json"
-ANALYSIS_ARRAYS_FILE = "analysis.npz"
 
 
 def _finished(run) -> bool:
@@ -254,7 +268,7 @@ def _finished(run) -> bool:
     return True
 
 
-def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> list[dict]:
+def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> list[RunRecord]:
     """Train every unfinished run of ``plan`` and return one record per run.
 
     Runs that differ only in the delay (same setting, mode and seed) share one model build and one
@@ -266,8 +280,8 @@ def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> li
     ``results.json``, which marks it finished; an interrupted experiment redoes at most the run in progress.
 
     Returns:
-        One record per run: {"run", "status" ("trained" | "skipped" | "failed"), "results", "analysis",
-        "empirical", "error"}.
+        One :class:`zoo.protocol.RunRecord` per run (status "trained", "skipped" or "failed"; ``empirical``
+        holds empirical.json).
     """
     groups: dict = {}
     for run in plan:
@@ -286,43 +300,27 @@ def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> li
                 for run, outcome in _train_group(todo, empirical_sequences, log, done, len(plan)):
                     status[run.label] = outcome
         done += len(runs)
-    records = []
-    for run in plan:
-        state, error = status[run.label]
-        record = {"run": run, "status": state, "results": None, "analysis": None, "empirical": None, "error": error}
-        if state != "failed":
-            _load(record)
-        records.append(record)
-    return records
+    return [_load(run, *status[run.label]) for run in plan]
 
 
-def collect_memory_horizon(plan, **_) -> list[dict]:
+def collect_memory_horizon(plan, **_) -> list[RunRecord]:
     """Records of the finished runs of ``plan`` (no training); unfinished runs are "missing"."""
-    records = []
-    for run in plan:
-        record = {"run": run, "status": "missing", "results": None, "analysis": None, "empirical": None,
-                  "error": None}
-        if _finished(run):
-            record["status"] = "skipped"
-            _load(record)
-        records.append(record)
-    return records
+    return [_load(run, "skipped") if _finished(run) else RunRecord(run, "missing") for run in plan]
 
 
 _REDO = "Delete the run's results.json to train it again."
 
 
-def _load(record):
-    out = record["run"].run_dir
-    record["results"] = read_json(out / RESULTS_FILE, _REDO)
-    record["analysis"] = read_json(out / ANALYSIS_FILE, _REDO)
-    record["empirical"] = read_json(out / EMPIRICAL_FILE, _REDO)
+def _load(run, status, error=None) -> RunRecord:
+    if status == "failed":
+        return RunRecord(run, status, error=error)
+    out = run.run_dir
+    return RunRecord(run, status, results=read_json(out / RESULTS_FILE, _REDO),
+                     analysis=read_json(out / ANALYSIS_FILE, _REDO), empirical=read_json(out / EMPIRICAL_FILE, _REDO))
 
 
 def _delayed_recall_arrays(config, split):
     """(token ids int32 (num, seq_len), labels int64) of a delayed-recall split (zoo.data)."""
-    from zoo.data import load_task_arrays
-
     data, info, encoding = load_task_arrays(TASK, split, data_dir=config.data_dir, cache_dir=config.cache_dir,
                                             **config.data_options)
     if encoding.kind != "tokens":
@@ -337,42 +335,14 @@ def _reset_optimizer(optimizer):
         variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
 
 
-def _best_weights_callback():
-    """A Keras callback keeping the weights of the epoch with the best val_accuracy (first on ties); it stops
-    training at a non-finite loss."""
-    import keras
-
-    class BestWeights(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.best, self.best_epoch, self.weights, self.history = -np.inf, None, None, []
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            self.history.append({k: float(v) for k, v in logs.items()})
-            if not np.isfinite(float(logs.get("loss", np.nan))):
-                self.model.stop_training = True
-                return
-            value = float(logs.get("val_accuracy", -np.inf))
-            if value > self.best:
-                self.best, self.best_epoch, self.weights = value, epoch + 1, self.model.get_weights()
-
-    return BestWeights()
-
-
 def _train_group(runs, empirical_sequences, log, offset, total):
     """Train ``runs`` (one setting, mode and seed; different delays) on one compiled model; yields
     (run, (status, error)) as each run finishes."""
-    import keras
-
-    from zoo.models import build_model, count_parameters, input_spec_from_info
-    from zoo.runs import compile_model
-
     config = runs[0].config
     keras.utils.set_random_seed(config.seed)
     x_train, _, info = _delayed_recall_arrays(config, "train")
-    x_val, _, _ = _delayed_recall_arrays(config, "val")
-    x_test, _, test_info = _delayed_recall_arrays(config, "test")
+    x_val, _, val_info = _delayed_recall_arrays(config, "val")
+    x_test, _, _ = _delayed_recall_arrays(config, "test")
     spec = input_spec_from_info(info)
     steps = x_train.shape[0] // config.batch_size
     build_start = time.perf_counter()
@@ -381,7 +351,6 @@ def _train_group(runs, empirical_sequences, log, offset, total):
     initial = model.get_weights()
     probe.set_weights(initial)
     compile_model(model, config, steps)
-    params = count_parameters(model)
     names = [layer.name for layer in model.layers]
     feature_layer = "final_norm" if "final_norm" in names else [n for n in names if n.startswith("block")][-1]
     features = keras.Model(model.inputs[0], model.get_layer(feature_layer).output)
@@ -389,47 +358,29 @@ def _train_group(runs, empirical_sequences, log, offset, total):
     for position, run in enumerate(runs):
         index = offset + position + 1
         prefix = f"[{index}/{total}] {run.label}"
-        start = time.perf_counter()
         cfg = run.config
         keras.utils.set_random_seed(cfg.seed)
         _, y_train, _ = _delayed_recall_arrays(cfg, "train")
         _, y_val, _ = _delayed_recall_arrays(cfg, "val")
-        _, y_test, _ = _delayed_recall_arrays(cfg, "test")
+        _, y_test, test_info = _delayed_recall_arrays(cfg, "test")
+        data = TrainingData(train=(x_train, y_train), val=(x_val, y_val), test=(x_test, y_test), info=info,
+                            val_info=val_info, test_info=test_info, steps_per_epoch=steps,
+                            batch_size=cfg.batch_size)
         model.set_weights(initial)
         if model.optimizer.built:
             _reset_optimizer(model.optimizer)
-        best = _best_weights_callback()
-        model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  shuffle=True, verbose=cfg.verbose, callbacks=[best])
-        if best.weights is None:
+        result = fit_and_evaluate(cfg, data, model=model, on_divergence="keep_best")
+        if result.best_epoch is None:
             log(f"{prefix}: FAILED: the loss became NaN/inf before the first epoch ended")
             yield run, ("failed", "non-finite loss")
             continue
-        train_time = time.perf_counter() - start
-        model.set_weights(best.weights)
-        test = model.evaluate(x_test, y_test, batch_size=cfg.batch_size, return_dict=True, verbose=0)
         analysis, arrays = analyse_models(probe, model, int(info.seq_len), run.delay)
         out = run.run_dir
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".{ANALYSIS_ARRAYS_FILE}.tmp{os.getpid()}.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out / ANALYSIS_ARRAYS_FILE)
-        write_json_atomic(out / ANALYSIS_FILE, analysis)
+        write_analysis(out, analysis, arrays)
         empirical = _empirical(features, cfg, run, feature_layer, empirical_sequences)
         write_json_atomic(out / EMPIRICAL_FILE, empirical)
-        counts = np.bincount(y_test, minlength=info.num_classes)
-        results = {
-            "task": TASK, "setting": run.setting.label, "delay": run.delay, "seed": run.seed, "mode": run.mode,
-            "config": cfg.to_dict(), "test_accuracy": float(test["accuracy"]), "test_loss": float(test["loss"]),
-            "majority_class_rate": float(counts.max() / counts.sum()), "best_val_accuracy": float(best.best),
-            "best_epoch": best.best_epoch, "history": best.history,
-            "params_trainable": params["trainable"], "params_frozen": params["frozen"],
-            "frozen_fraction": params["frozen_fraction"], "train_time_s": train_time,
-            "wall_time_s": time.perf_counter() - start, "shared_build_time_s": build_time,
-            "backend": keras.backend.backend(), "seq_len": int(info.seq_len),
-            "num_examples": {"train": int(x_train.shape[0]), "val": int(x_val.shape[0]),
-                             "test": int(test_info.num_examples)},
-        }
+        labels = {"setting": run.setting.label, "delay": run.delay, "mode": run.mode}
+        results = dataclasses.replace(result, build_time_s=build_time, labels=labels).to_dict()
         write_json_atomic(out / RESULTS_FILE, results)
         log(f"{prefix}: test accuracy {results['test_accuracy']:.3f}, MF(d) at init (layer 1, best channel) "
             f"{_first_layer(analysis, 'initial', 'mf_at_delay_max'):.3g}, empirical MF(d) "
@@ -480,29 +431,18 @@ def reference_edge_delay(n: int, seq_len: int, dt_min: float = 1e-3, dt_max: flo
 # ---------------------------------------------------------------------------------------------
 # Report
 
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-HORIZON_PLOT = "memory_horizon.png"
-LONGEST_PLOT = "longest_memory.png"
 #: MF(d) at initialisation below this counts as "no memory at lag d" in the edge summary.
 MF_EDGE_THRESHOLD = 0.01
 #: Accuracy counts as above chance when it exceeds chance by this many binomial standard errors.
 CHANCE_SIGMAS = 3.0
 
 
-def _seed_stats(values):
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if x.size == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0, "n": int(x.size)}
-
-
 def _layer_memory(record, stage):
     """Channel statistics of the first SSM layer's MF at ``stage`` ("initial"/"trained"): MF(d) max and
     mean over channels, memory length and memory accuracy (channel means), MC (channel mean)."""
-    arrays = load_analysis_arrays(record["run"].planned)[f"mf_{stage}"]
+    arrays = load_analysis_arrays(record.run.run_dir)[f"mf_{stage}"]
     values = arrays[sorted(arrays)[0]]
-    d = record["run"].delay
+    d = record.run.delay
     return {
         "mf_at_delay_max": float(values[:, d].max()),
         "mf_at_delay_mean": float(values[:, d].mean()),
@@ -511,9 +451,9 @@ def _layer_memory(record, stage):
 
 
 def _run_row(record) -> dict:
-    run, results = record["run"], record["results"]
+    run, results = record.run, record.results
     initial, trained = _layer_memory(record, "initial"), _layer_memory(record, "trained")
-    layers = record["analysis"]["layers"]
+    layers = record.analysis["layers"]
     return {
         "setting": run.setting.label, "delay": run.delay, "seed": run.seed, "mode": run.mode,
         "test_accuracy": results["test_accuracy"], "chance": 1.0 / int(run.config.data_options["num_classes"]),
@@ -522,7 +462,7 @@ def _run_row(record) -> dict:
         "mf_trained_max": trained["mf_at_delay_max"], "mf_trained_mean": trained["mf_at_delay_mean"],
         "length_init": initial["length"], "length_trained": trained["length"],
         "accuracy_init": initial["accuracy"], "capacity_init": initial["capacity"],
-        "empirical_mf": record["empirical"]["mf_at_delay"],
+        "empirical_mf": record.empirical["mf_at_delay"],
         "eigenvalues_identical": all(layer["eigenvalues_identical"] for layer in layers.values()),
         "params_trainable": results["params_trainable"], "params_frozen": results["params_frozen"],
         "wall_time_s": results["wall_time_s"],
@@ -531,7 +471,7 @@ def _run_row(record) -> dict:
 
 def summarise(records) -> dict:
     """Per (setting, delay, mode): seed statistics of every number of ``_run_row``; plus the edge summary."""
-    rows = [_run_row(r) for r in records if r["results"] is not None]
+    rows = [_run_row(r) for r in records if r.results is not None]
     groups: dict = {}
     for row in rows:
         groups.setdefault((row["setting"], row["delay"], row["mode"]), []).append(row)
@@ -542,7 +482,7 @@ def summarise(records) -> dict:
         entry = {"setting": setting, "delay": delay, "mode": mode, "seeds": [g["seed"] for g in group],
                  "chance": group[0]["chance"], "num_test": group[0]["num_test"],
                  "eigenvalues_identical": [g["eigenvalues_identical"] for g in group]}
-        entry.update({k: _seed_stats([g[k] for g in group]) for k in keys})
+        entry.update({k: mean_std([g[k] for g in group]) for k in keys})
         table.append(entry)
     edges = []
     for setting in dict.fromkeys(row["setting"] for row in rows):
@@ -561,26 +501,8 @@ def summarise(records) -> dict:
     return {"runs": rows, "table": table, "edges": edges}
 
 
-def _fmt(stat, digits=3):
-    if stat["mean"] is None:
-        return "-"
-    if stat["n"] > 1:
-        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f}"
-
-
 def _fmt_g(stat):
     return "-" if stat["mean"] is None else f"{stat['mean']:.2g}"
-
-
-def code_version() -> str:
-    """The checkout's commit (zoo.report.code_version), "+dirty" with uncommitted changes to tracked files."""
-    from zoo.report import code_version as zoo_code_version
-
-    version = zoo_code_version()
-    if version["commit"] is None:
-        return "unknown (not a git checkout)"
-    return version["commit"] + ("+dirty" if version["dirty"] else "")
 
 
 def _scale_lines(plan, preset) -> list[str]:
@@ -603,21 +525,19 @@ def write_memory_horizon_report(records, report_dir, *, experiment: str, command
                                 version: str | None = None) -> dict:
     """Write report.json, report.md and the figure for ``experiment`` ("memory-horizon" or "longest-memory").
 
-    ``version``: the code version the runs used (default: :func:`code_version` now; the CLI records it
+    ``version``: the code version the runs used (default: ``zoo.reporting.code_version_label()`` now; the CLI records it
     before training, so later edits of the checkout do not change what the report says)."""
-    import keras
-
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(records)
-    finished = sum(r["results"] is not None for r in records)
+    finished = sum(r.results is not None for r in records)
     wall = sum(r["wall_time_s"] for r in summary["runs"])
     header = {
         "experiment": experiment, "command": command, "preset": preset,
-        "code_version": version or code_version(),
+        "code_version": version or code_version_label(),
         "backend": keras.backend.backend(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"), "runs_planned": len(records), "runs_finished": finished,
-        "runs_failed": sum(r["status"] == "failed" for r in records), "total_run_wall_time_s": wall,
+        "runs_failed": sum(r.status == "failed" for r in records), "total_run_wall_time_s": wall,
     }
     if experiment == "memory-horizon":
         figure = plot_memory_horizon(summary, report_dir / HORIZON_PLOT)
@@ -662,10 +582,10 @@ def _horizon_markdown(summary, figure) -> list[str]:
         for delay in sorted({d for d, _ in entries}):
             any_entry = next(e for (d, _), e in entries.items() if d == delay)
             cells = [str(delay), _fmt_g(any_entry["mf_init_max"])]
-            cells += [_fmt(entries[(delay, m)]["test_accuracy"]) if (delay, m) in entries else "-" for m in modes]
+            cells += [format_stat(entries[(delay, m)]["test_accuracy"], missing="-") if (delay, m) in entries else "-" for m in modes]
             learned = entries.get((delay, "learned"))
             cells.append(_fmt_g(learned["mf_trained_max"]) if learned else "-")
-            cells += [_fmt(entries[(delay, m)]["empirical_mf"], 2) if (delay, m) in entries else "-" for m in modes]
+            cells += [format_stat(entries[(delay, m)]["empirical_mf"], 2, missing="-") if (delay, m) in entries else "-" for m in modes]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["### Edges", "", f"Largest delay whose mean accuracy exceeds chance by {CHANCE_SIGMAS:g} binomial "
@@ -700,21 +620,10 @@ def _longest_markdown(summary, figure) -> list[str]:
         e = next(iter(entries.values()))
         cells = [setting, str(delay), f"{e['capacity_init']['mean']:.1f}", f"{e['length_init']['mean']:.0f}",
                  f"{e['accuracy_init']['mean']:.3f}", _fmt_g(e["mf_init_max"])]
-        cells += [_fmt(entries[m]["test_accuracy"]) if m in entries else "-" for m in modes]
+        cells += [format_stat(entries[m]["test_accuracy"], missing="-") if m in entries else "-" for m in modes]
         cells.append(f"{entries['learned']['length_trained']['mean']:.0f}" if "learned" in entries else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 _MODE_STYLE = {"fixed": ("-", "o"), "learned": ("--", "s")}
@@ -723,10 +632,10 @@ _MODE_STYLE = {"fixed": ("-", "o"), "learned": ("--", "s")}
 def plot_memory_horizon(summary, path) -> bool:
     """Two panels on one log delay axis: test accuracy (one line per setting and mode, chance dotted) and
     MF(d) at initialisation (first layer, best channel, seed mean) per setting."""
-    plt = _pyplot()
-    if plt is None or not summary["table"]:
+    if not summary["table"]:
         return False
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    fig = Figure(figsize=(7.5, 7))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     settings = list(dict.fromkeys(e["setting"] for e in summary["table"]))
     chance = summary["table"][0]["chance"]
     for i, setting in enumerate(settings):
@@ -759,16 +668,15 @@ def plot_memory_horizon(summary, path) -> bool:
     bottom.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return True
 
 
 def plot_longest_memory(summary, path) -> bool:
     """Test accuracy against memory length at initialisation, one point per setting and mode."""
-    plt = _pyplot()
-    if plt is None or not summary["table"]:
+    if not summary["table"]:
         return False
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
     for j, mode in enumerate(_modes(summary)):
         entries = sorted((e for e in summary["table"] if e["mode"] == mode), key=lambda e: e["length_init"]["mean"])
         style, marker = _MODE_STYLE.get(mode, (":", "^"))
@@ -786,5 +694,104 @@ def plot_longest_memory(summary, path) -> bool:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: python zoo/experiment.py memory-horizon | longest-memory
+
+class MemoryHorizon(Experiment):
+    """``python zoo/experiment.py memory-horizon`` (``longest=False``) or ``longest-memory`` (zoo.protocol)."""
+
+    group = "setting, mode and seed (its delays share one compiled model)"
+
+    def __init__(self, longest: bool = False):
+        self.longest = longest
+        self.name = "longest-memory" if longest else "memory-horizon"
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(
+            prog=f"python zoo/experiment.py {self.name}",
+            description=(
+                "Longest memory wins? Delayed recall at one delay near the memory edge of the reference setting "
+                "(inv, dt in [0.001, 0.1]), for settings ordered by memory length; reports memory length, memory "
+                "accuracy and task accuracy side by side." if self.longest else
+                "Memory horizon: delayed recall over a log-spaced grid of delays, trained with fixed and learned "
+                "eigenvalues (and optionally part of each channel's modes frozen), for several eigenvalue settings "
+                "and seeds. Reports test accuracy, MF(delay) of the SSM layers at initialisation and after "
+                "training and the trained network's empirical MF(delay), with one figure on a shared delay axis.")
+            + " Settings are INIT or INIT@DT_MIN:DT_MAX, INIT any zoo init (inv, lin, legs, real, random, "
+              "linear_magnitudes[:rho=R], unity_rings[:rho=R,p=P], or a .npy file of continuous eigenvalues).",
+        )
+        parser.add_argument("--preset", choices=tuple(PRESETS), default="quick",
+                            help="sizes: quick = a shared 2-core CPU (1 layer, H=16, N=32, length 1024), full = an "
+                                 "accelerator (2 layers, H=64, N=64, length 4096, 5 seeds) (default: quick).")
+        if self.longest:
+            parser.add_argument("--delay", type=int, default=None,
+                                help="the recall lag (default: the median memory length of the reference setting's "
+                                     "channels at initialisation).")
+            parser.add_argument("--settings", nargs="+", default=list(LONGEST_MEMORY_SETTINGS), metavar="SETTING",
+                                help=f"settings to compare (default: {' '.join(LONGEST_MEMORY_SETTINGS)}).")
+        else:
+            parser.add_argument("--delays", nargs="*", type=int, default=None, metavar="DELAY",
+                                help="recall lags (default: the preset's log-spaced grid, 1..1000 for quick).")
+            parser.add_argument("--settings", nargs="+", default=None, metavar="SETTING",
+                                help="settings to compare (default: the preset's).")
+        parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the preset's).")
+        parser.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0).")
+        parser.add_argument("--frozen-modes", nargs="+", type=float, default=[], metavar="FRACTION",
+                            help="also train with this fraction of each channel's eigenvalues frozen (0..1), a mode "
+                                 "per fraction beside fixed and learned.")
+        parser.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs.")
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a TrainConfig key of every run, e.g. --set d_model=32 --set "
+                                 "data_options.num_train=500.")
+        parser.add_argument("--output-dir", default=None,
+                            help=f"runs and report (default: runs/{self.name}-<preset>).")
+        parser.add_argument("--report-dir", default=None, help="where the report goes (default: --output-dir).")
+        parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=0,
+                            help="Keras fit verbosity (default 0).")
+        return parser
+
+    def plan_from_args(self, args) -> list[HorizonRun]:
+        preset = PRESETS[args.preset]
+        args.output_dir = args.output_dir or str(Path("runs") / f"{self.name}-{args.preset}")
+        if args.first_seed < 0:
+            raise ValueError(f"--first-seed must be >= 0, got {args.first_seed}.")
+        seeds = preset["seeds"] if args.seeds is None else args.seeds
+        if seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {seeds}.")
+        overrides = parse_set_overrides(args.set)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        if self.longest:
+            settings = args.settings
+            delays = [args.delay] if args.delay is not None else None
+            if delays is None:
+                ref = Setting.parse(REFERENCE_SETTING)
+                cfg = preset["config"]
+                seq_len = {**cfg["data_options"], **overrides.get("data_options", {})}["seq_len"]
+                delays = [reference_edge_delay(overrides.get("d_state", cfg["d_state"]), seq_len, ref.dt_min,
+                                               ref.dt_max, ref.init)]
+        else:
+            settings = args.settings or list(preset["settings"])
+            delays = preset["delays"] if args.delays is None else args.delays
+        self._empirical_sequences = preset["empirical_sequences"]
+        return plan_memory_horizon(delays=delays, settings=settings,
+                                   seeds=list(range(args.first_seed, args.first_seed + seeds)),
+                                   output_dir=args.output_dir, preset=args.preset, frozen_modes=args.frozen_modes,
+                                   overrides=overrides, verbose=args.verbose)
+
+    def group_key(self, run):
+        return run.setting.dirname, run.mode, run.seed
+
+    def run(self, plan) -> list[RunRecord]:
+        return run_memory_horizon(plan, empirical_sequences=self._empirical_sequences)
+
+    def collect(self, plan) -> list[RunRecord]:
+        return collect_memory_horizon(plan)
+
+    def report(self, records, report_dir, *, plan, command: str, version: str, args) -> dict:
+        report = write_memory_horizon_report(records, report_dir, experiment=self.name, command=command, plan=plan,
+                                             preset=args.preset, version=version)
+        return {**report, "failed": report["runs_failed"]}

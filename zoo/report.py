@@ -28,15 +28,26 @@ import platform
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-from zoo.fixed_vs_learned import SETTINGS, load_analysis_arrays, task_delay
-from zoo.rundir import write_json_atomic, write_text_atomic
+from keras_ssm.memory import plot_memory_comparison
+from zoo.analysis import load_analysis_arrays, task_delay
+from zoo.data import task_options
+from zoo.reporting import code_version, figure, format_number, format_p, format_stat, mean_std, paired_comparison
+from zoo.rundir import (
+    HISTORY_FILE,
+    REPORT_JSON,
+    REPORT_MD,
+    VALIDATION_CURVES_PLOT,
+    write_json_atomic,
+    write_text_atomic,
+)
+from zoo.runs import read_history
+
+#: The two settings of every pair: eigenvalues frozen (the reservoir setting) and learned.
+SETTINGS = ("fixed", "learned")
 
 CONVERGENCE_FRACTION = 0.95
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-CURVES_PLOT = "validation_curves.png"
-MIN_WILCOXON_NONZERO = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,64 +73,12 @@ def time_to_epoch(epoch_times, epoch):
     return float(np.sum(times)) if times.size == epoch and np.all(np.isfinite(times)) else None
 
 
-def mean_std(values) -> dict:
-    """{"mean", "std" (sample std, ddof=1; 0 for one value), "n"} over the finite entries; None when empty."""
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if x.size == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0, "n": int(x.size)}
-
-
-def paired_comparison(fixed, learned) -> dict:
-    """Paired difference learned - fixed over seeds, with a paired t-test and a Wilcoxon signed-rank test.
-
-    Args:
-        fixed, learned: equal-length sequences, entry i from seed i of each setting.
-
-    Returns:
-        {"n", "differences", "mean", "std", "t_statistic", "t_pvalue", "wilcoxon_statistic",
-        "wilcoxon_pvalue", "wilcoxon_min_pvalue", "wins", "ties", "losses", "note"}; tests that are undefined
-        (n < 2, all differences equal, fewer than 3 nonzero differences for Wilcoxon) give None and say why
-        in ``note``. wins/ties/losses count seeds where learned is above/equal to/below fixed.
-    """
-    from scipy import stats
-
-    fixed = np.asarray(fixed, dtype=np.float64)
-    learned = np.asarray(learned, dtype=np.float64)
-    if fixed.shape != learned.shape or fixed.ndim != 1:
-        raise ValueError(f"fixed and learned must be 1-D of equal length, got {fixed.shape} and {learned.shape}.")
-    diff = learned - fixed
-    n = int(diff.size)
-    out = {"n": n, "differences": diff.tolist(), **{k: v for k, v in mean_std(diff).items() if k != "n"},
-           "t_statistic": None, "t_pvalue": None, "wilcoxon_statistic": None, "wilcoxon_pvalue": None,
-           "wilcoxon_min_pvalue": None, "wins": int(np.sum(diff > 0)), "ties": int(np.sum(diff == 0)),
-           "losses": int(np.sum(diff < 0)), "note": []}
-    if n < 2:
-        out["note"].append("paired t-test needs n >= 2")
-    elif np.all(diff == diff[0]):
-        out["note"].append("paired t-test undefined: all differences are equal")
-    else:
-        result = stats.ttest_rel(learned, fixed)
-        out["t_statistic"], out["t_pvalue"] = float(result.statistic), float(result.pvalue)
-    nonzero = int(np.sum(diff != 0))
-    if nonzero >= MIN_WILCOXON_NONZERO:
-        result = stats.wilcoxon(diff)
-        out["wilcoxon_statistic"], out["wilcoxon_pvalue"] = float(result.statistic), float(result.pvalue)
-        out["wilcoxon_min_pvalue"] = 2.0 / 2**nonzero
-    else:
-        out["note"].append(f"Wilcoxon not computed: {nonzero} nonzero difference(s), needs >= {MIN_WILCOXON_NONZERO}")
-    out["note"] = "; ".join(out["note"])
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Gathering the per-run numbers
 
 def _run_numbers(record) -> dict:
     """The per-run numbers the report uses, from results.json, history.csv and analysis.json."""
-    from zoo.runs import HISTORY_FILE, read_history
-
-    run, results, analysis = record["run"], record["results"], record["analysis"]
+    run, results, analysis = record.run, record.results, record.analysis
     history = read_history(run.run_dir / HISTORY_FILE)
     val_acc = history.get("val_accuracy", np.zeros(0))
     epoch_times = history.get("train_time_s", np.full(val_acc.shape, np.nan))
@@ -185,38 +144,19 @@ def _scale(config, numbers) -> dict:
     }
 
 
-def code_version() -> dict:
-    """{"commit": short git commit of the repository holding this file, "dirty": uncommitted changes?};
-    None values when git or the repository is unavailable."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args):
-        try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "--short", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
 def build_report(records, *, command: str | None = None, title: str | None = None) -> dict:
     """The report dict (report.json) from run records (zoo.fixed_vs_learned.run_experiment / collect_records)."""
     groups: dict = {}
     failures, missing = [], []
     for record in records:
-        run = record["run"]
+        run = record.run
         key = (run.task, run.init)
         group = groups.setdefault(key, {"task": run.task, "init": run.init, "config": run.config,
                                         "settings": {s: [] for s in SETTINGS}, "runs": []})
-        if record["status"] == "failed":
-            failures.append({"run": run.label, "error": record["error"]})
+        if record.status == "failed":
+            failures.append({"run": run.label, "error": record.error})
             continue
-        if record["status"] == "missing":
+        if record.status == "missing":
             missing.append(run.label)
             continue
         group["settings"][run.setting].append(_run_numbers(record))
@@ -267,12 +207,6 @@ def build_report(records, *, command: str | None = None, title: str | None = Non
 # ---------------------------------------------------------------------------------------------
 # Plots
 
-def _figure(width, height):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
 def plot_validation_curves(report: dict, path) -> bool:
     """One panel per (task, init): validation accuracy per epoch, mean over seeds with a +-1 std band, for
     both settings, and the test majority-class rate. Returns False when there is nothing to plot."""
@@ -281,9 +215,7 @@ def plot_validation_curves(report: dict, path) -> bool:
         return False
     ncols = min(3, len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    from matplotlib.ticker import MaxNLocator
-
-    fig = _figure(max(4.4 * ncols, 5.5), 3.2 * nrows)
+    fig = figure(max(4.4 * ncols, 5.5), 3.2 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for panel, group in enumerate(groups):
         ax = axes[panel // ncols][panel % ncols]
@@ -322,14 +254,12 @@ def memory_plot_name(task: str, init: str) -> str:
 def plot_group_memory(records, task: str, init: str, path, delay: int | None = None) -> bool:
     """Per-layer memory functions of one (task, init) group: at initialisation, and after training for
     each setting; channels of all seeds pooled (mean curve, 10-90% band over channels x seeds)."""
-    from keras_ssm.memory import plot_memory_comparison
-
     sets = {"initial": {}, "fixed, trained": {}, "learned, trained": {}}
     for record in records:
-        run = record["run"]
-        if (run.task, run.init) != (task, init) or record["analysis"] is None:
+        run = record.run
+        if (run.task, run.init) != (task, init) or record.analysis is None:
             continue
-        arrays = load_analysis_arrays(run)
+        arrays = load_analysis_arrays(run.run_dir)
         if run.setting == "learned":
             for layer, values in arrays["mf_initial"].items():
                 sets["initial"].setdefault(layer, []).append(values)
@@ -355,26 +285,6 @@ def plot_group_memory(records, task: str, init: str, path, delay: int | None = N
 
 # ---------------------------------------------------------------------------------------------
 # Markdown: one function per section, each returning its lines
-
-def _fmt(stat, digits=3, scale=1.0):
-    """A mean_std / paired_comparison dict as "mean ± std" (just the mean for one value); n/a when missing."""
-    if stat is None or stat.get("mean") is None:
-        return "n/a"
-    mean = f"{stat['mean'] * scale:.{digits}f}"
-    return mean if stat["n"] < 2 else f"{mean} ± {stat['std'] * scale:.{digits}f}"
-
-
-def _p(value):
-    """A p-value, 3 significant digits; n/a when missing."""
-    return "n/a" if value is None else f"{value:.3g}"
-
-
-def _num(value, digits=4):
-    """Fixed-point, or scientific notation for small nonzero values (MF at long lags is ~1e-6); n/a when missing."""
-    if value is None:
-        return "n/a"
-    return f"{value:.1e}" if value != 0 and abs(value) < 10 ** -(digits - 1) else f"{value:.{digits}f}"
-
 
 def _setting_rows(groups):
     """(group, setting, summary) for every setting of every group that has finished runs: one table row each."""
@@ -434,8 +344,8 @@ def _accuracy_lines(report) -> list[str]:
     for g, setting, m in _setting_rows(groups):
         lines.append(
             f"| {g['task']} | {g['init']} | {setting} | {m['test_accuracy']['n']} | "
-            f"{_fmt(m['test_accuracy'], 2, 100)}% | {_fmt(m['best_val_accuracy'], 2, 100)}% | "
-            f"{_fmt(m['train_val_gap'], 2, 100)} | {_fmt(m['epochs_to_95'], 1)} | {_fmt(m['time_to_95_s'], 0)} | {_fmt(m['train_time_s'], 0)} | "
+            f"{format_stat(m['test_accuracy'], 2, 100)}% | {format_stat(m['best_val_accuracy'], 2, 100)}% | "
+            f"{format_stat(m['train_val_gap'], 2, 100)} | {format_stat(m['epochs_to_95'], 1)} | {format_stat(m['time_to_95_s'], 0)} | {format_stat(m['train_time_s'], 0)} | "
             f"{int(m['params_trainable']['mean']):,} | {int(m['params_frozen']['mean']):,} "
             f"({100 * m['frozen_fraction']['mean']:.1f}%) |")
     majority = {}  # per task, from its first finished run
@@ -458,12 +368,12 @@ def _paired_lines(groups) -> list[str]:
         acc = g["paired"].get("test_accuracy")
         if acc is None:
             continue
-        wilcoxon = (f"{_p(acc['wilcoxon_pvalue'])} ({_p(acc['wilcoxon_min_pvalue'])})"
+        wilcoxon = (f"{format_p(acc['wilcoxon_pvalue'])} ({format_p(acc['wilcoxon_min_pvalue'])})"
                     if acc["wilcoxon_pvalue"] is not None else "n/a")
         lines.append(
-            f"| {g['task']} | {g['init']} | {acc['n']} | {_fmt(acc, 2, 100)} | {_p(acc['t_pvalue'])} | {wilcoxon} | "
-            f"{acc['wins']} / {acc['ties']} / {acc['losses']} | {_fmt(g['paired'].get('epochs_to_95'), 1)} | "
-            f"{_fmt(g['paired'].get('time_to_95_s'), 0)} |")
+            f"| {g['task']} | {g['init']} | {acc['n']} | {format_stat(acc, 2, 100)} | {format_p(acc['t_pvalue'])} | {wilcoxon} | "
+            f"{acc['wins']} / {acc['ties']} / {acc['losses']} | {format_stat(g['paired'].get('epochs_to_95'), 1)} | "
+            f"{format_stat(g['paired'].get('time_to_95_s'), 0)} |")
     notes = [f"{g['task']}: {g['paired']['test_accuracy']['note']}" for g in groups
              if g["paired"].get("test_accuracy", {}).get("note")]
     return lines + [""] + ([f"Notes: {'; '.join(notes)}.", ""] if notes else [])
@@ -482,8 +392,8 @@ def _memory_lines(groups) -> list[str]:
     for g, setting, m in _setting_rows(groups):
         identical = [r["eigenvalues_identical"] for r in g["per_seed"][setting]]
         lines.append(
-            f"| {g['task']} | {g['init']} | {setting} | {_fmt(m['mc_initial'], 2)} | {_fmt(m['mc_trained'], 2)} | "
-            f"{_fmt(m['length_initial'], 1)} | {_fmt(m['length_trained'], 1)} | {_fmt(m['length_change'], 2)} | "
+            f"| {g['task']} | {g['init']} | {setting} | {format_stat(m['mc_initial'], 2)} | {format_stat(m['mc_trained'], 2)} | "
+            f"{format_stat(m['length_initial'], 1)} | {format_stat(m['length_trained'], 1)} | {format_stat(m['length_change'], 2)} | "
             f"{sum(identical)} of {len(identical)} runs |")
     init_match = [g for g in groups if g["initial_weights_identical_across_settings"]]
     return lines + ["", f"Initial weights identical between the fixed and learned run of every seed: "
@@ -492,8 +402,6 @@ def _memory_lines(groups) -> list[str]:
 
 def _recall_lines(groups) -> list[str]:
     """Delayed-recall groups only: MF at the recalled lag against the test accuracy of both settings."""
-    from zoo.data import task_options
-
     recall = [g for g in groups if g["delay"] is not None]
     if not recall:
         return []
@@ -512,15 +420,15 @@ def _recall_lines(groups) -> list[str]:
         f, l = g["summary"]["fixed"], g["summary"]["learned"]
         classes = (int(g["scale"]["data_options"].get("num_classes", 0))
                    or int(task_options(g["task"])["num_classes"]))
-        init_mean = _num((l if l["mf_at_delay_initial"]["n"] else f)["mf_at_delay_initial"]["mean"])
+        init_mean = format_number((l if l["mf_at_delay_initial"]["n"] else f)["mf_at_delay_initial"]["mean"])
         init_max = max([r["mf_at_delay_initial_max"] for s in SETTINGS for r in g["per_seed"][s]
                         if r["mf_at_delay_initial_max"] is not None], default=None)
         trained_max = max([r["mf_at_delay_trained_max"] for r in g["per_seed"]["learned"]
                            if r["mf_at_delay_trained_max"] is not None], default=None)
         lines.append(
             f"| {g['task']} | {g['delay']} | {g['scale']['seq_len']} | {classes} ({100 / classes:.1f}%) | "
-            f"{init_mean} / {_num(init_max)} | {_num(l['mf_at_delay_trained']['mean'])} / "
-            f"{_num(trained_max)} | {_fmt(f['test_accuracy'], 2, 100)}% | {_fmt(l['test_accuracy'], 2, 100)}% |")
+            f"{init_mean} / {format_number(init_max)} | {format_number(l['mf_at_delay_trained']['mean'])} / "
+            f"{format_number(trained_max)} | {format_stat(f['test_accuracy'], 2, 100)}% | {format_stat(l['test_accuracy'], 2, 100)}% |")
     return lines + [""]
 
 
@@ -562,8 +470,8 @@ def write_report(records, output_dir, *, command: str | None = None, title: str 
     output_dir.mkdir(parents=True, exist_ok=True)
     report = build_report(records, command=command, title=title)
     plots = {"memory": {}}
-    if plot_validation_curves(report, output_dir / CURVES_PLOT):
-        plots["curves"] = CURVES_PLOT
+    if plot_validation_curves(report, output_dir / VALIDATION_CURVES_PLOT):
+        plots["curves"] = VALIDATION_CURVES_PLOT
     for group in report["groups"]:
         name = memory_plot_name(group["task"], group["init"])
         if plot_group_memory(records, group["task"], group["init"], output_dir / name, delay=group["delay"]):

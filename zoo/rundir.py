@@ -12,7 +12,9 @@ and one writer per directory.
   longer runs on this host is taken over with one line saying so. Acquisition is serialised by
   ``fcntl.flock`` on the directory itself, so two starters cannot both take over the same stale lock.
 
-Both ``zoo/runs.py`` (one run directory) and ``tuning/search.py`` (one sweep project) use this module.
+It also owns every file name the zoo and the sweeps write (the constants below): ``zoo/runs.py`` (one run
+directory), the experiments (their per-run analysis and reports) and ``tuning/`` (one sweep project) read
+them from here.
 """
 
 from __future__ import annotations
@@ -27,8 +29,41 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 LOCK_FILE = ".lock"
 _TMP_SUFFIX = ".tmp"
+
+# A run directory (zoo.runs).
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+BEST_MODEL_FILE = "best.keras"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_DIR = "checkpoints"
+INITIAL_WEIGHTS_FILE = "initial.weights.h5"
+CURVES_FILE = "training_curves.png"
+MEMORY_PLOT_FILE = "memory_functions.png"
+DIVERGED_FILE = "diverged.json"
+TENSORBOARD_DIR = "tensorboard"
+# A run's memory analysis (zoo.analysis) and an experiment's directory and report.
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_ARRAYS_FILE = "analysis.npz"
+EMPIRICAL_FILE = "empirical.json"
+RUNS_DIR = "runs"
+SHARDS_FILE = "shards.json"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+VALIDATION_CURVES_PLOT = "validation_curves.png"
+HORIZON_PLOT = "memory_horizon.png"
+LONGEST_PLOT = "longest_memory.png"
+# A sweep project (tuning).
+SWEEP_FILE = "sweep.json"
+WORKERS_DIR = "workers"
+INITIAL_MEMORY_FILE = "initial_memory.json"
+SWEEP_CSV_FILE = "results.csv"
+SWEEP_MARKDOWN_FILE = "results.md"
+SWEEP_PLOT_FILE = "results.png"
+SWEEP_BEST_FILE = "best.json"
 
 
 class RunDirectoryError(ValueError):
@@ -82,6 +117,33 @@ def write_csv_atomic(path, rows, fieldnames) -> Path:
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return write_text_atomic(path, buffer.getvalue())
+
+
+def write_npz_atomic(path, arrays: dict) -> Path:
+    """``numpy.savez`` of ``arrays`` ({name: array}) to ``path``, through a temporary file + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")  # a file object: savez adds no suffix
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def save_weights_atomic(model, path) -> Path:
+    """``model.save_weights`` to a temporary ``.weights.h5`` next to ``path``, renamed over it."""
+    path = Path(path)
+    tmp = path.with_name(f".partial-{path.name}")
+    model.save_weights(tmp, overwrite=True)
+    tmp.replace(path)
+    return path
 
 
 def read_json(path, what_to_do: str):

@@ -1,6 +1,7 @@
-"""End-to-end zoo training: ``train(config) -> results`` (what ``python zoo/train.py TASK`` runs).
+"""A zoo run directory: ``train(config) -> results`` (what ``python zoo/train.py TASK`` runs).
 
-A run writes into its output directory (``config.resolved_output_dir()``):
+The fit itself is ``zoo.core.fit_and_evaluate``; this module adds the run-directory protocol around it
+(plan, lock, resume, multi-process followers) and the files. A run writes into its output directory (``config.resolved_output_dir()``):
 
     config.json              the resolved TrainConfig
     history.csv              per-epoch metrics, one row per completed epoch
@@ -9,7 +10,8 @@ A run writes into its output directory (``config.resolved_output_dir()``):
     checkpoints/             the backup of the last completed epoch (keras.callbacks.BackupAndRestore):
                              training_metadata.json + epoch-<k>.weights.h5 (weights and optimizer state),
                              and initial.weights.h5 (the weights before training)
-    results.json             test accuracy of best.keras, parameter counts, timing, majority-class rate
+    results.json             zoo.core.RunResult: test accuracy of the best epoch, history, parameter counts,
+                             timing, majority-class rate, the artifacts
     training_curves.png      loss and accuracy per epoch
     memory_functions.png     per-layer memory functions before vs after training
     diverged.json            only after a divergence stop: where it diverged and which epoch is kept
@@ -30,8 +32,9 @@ builds the model of the new config first, and only then replaces the old run.
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import hashlib
-import math
 import os
 import shutil
 import tempfile
@@ -41,49 +44,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import matplotlib
 import numpy as np
 
+from keras_ssm.devices import check_data_parallel, device_info, report_devices
 from keras_ssm.memory import model_memory_functions, plot_memory_comparison
 from zoo.callbacks import (
     BestModelCheckpoint,
-    EpochTimer,
-    QuietEpochLogs,
-    HistoryLog,
     RunBackup,
     TrainingDivergedError,
-    divergence_callbacks,
-    divergence_errors,
     read_backup,
     tensorboard_callback,
 )
-from keras_ssm.devices import check_data_parallel, device_info, report_devices
 from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
+from zoo.core import (
+    TrainingState,
+    best_epoch,
+    classification_loss,
+    compile_model,
+    fit_and_evaluate,
+    load_training_data,
+)
+from zoo.data import load_task
 from zoo.distributed import barrier, broadcast_flag, check_same_config, process_count, process_index
 from zoo.models import build_model, count_parameters, input_spec_from_info
-from zoo.optim import make_optimizer
 from zoo.rundir import (
+    BEST_MODEL_FILE,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    CURVES_FILE,
+    DIVERGED_FILE,
+    HISTORY_FILE,
+    INITIAL_WEIGHTS_FILE,
+    MEMORY_PLOT_FILE,
+    RESULTS_FILE,
+    TENSORBOARD_DIR,
     DamagedFileError,
     DirectoryLock,
     RunDirectoryError,
     directory_entries,
     read_json,
+    save_weights_atomic,
+    write_csv_atomic,
     write_json_atomic,
 )
 
-CONFIG_FILE = "config.json"
-RESULTS_FILE = "results.json"
-BEST_MODEL_FILE = "best.keras"
-HISTORY_FILE = "history.csv"
-CHECKPOINT_DIR = "checkpoints"
-INITIAL_WEIGHTS_FILE = "initial.weights.h5"
-CURVES_FILE = "training_curves.png"
-MEMORY_PLOT_FILE = "memory_functions.png"
-DIVERGED_FILE = "diverged.json"
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Fields that may also differ when a diverged run is continued (resume_diverged).
 _DIVERGED_RESUME_CHANGES = ("lr", "ssm_lr", "divergence_factor")
 
-__all__ = ["train", "load_run", "evaluate_run", "RunDirectoryError", "TrainingDivergedError", "compile_model", "read_history"]
+__all__ = ["train", "load_run", "evaluate_run", "RunDirectoryError", "TrainingDivergedError", "read_history"]
 
 
 @dataclass
@@ -180,8 +193,6 @@ def _train_as_follower(config, out, overwrite, resume_diverged, callbacks):
 
 
 def _train(config, out, plan, wall_start, extra_callbacks):
-    from zoo.data import load_task
-
     keras.utils.set_random_seed(config.seed)
     device = report_devices(print_fn=lambda line: _say(config, line))  # backend, device model and count
     devices = _device_count(config)
@@ -193,25 +204,14 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     backup = plan.backup
     initial_epoch = int(backup["epoch"]) if backup else 0
     run_state = dict(backup["run"]) if backup else {}
-    common = dict(data_dir=config.data_dir, cache_dir=config.cache_dir, batch_size=config.batch_size,
-                  seed=config.seed, **config.data_options)
-    # Training batches all have the full batch size (one compiled train step, even device shards), and
-    # epoch e's order depends on (seed, e) alone; evaluation sees every example (last batch padded
-    # with zero-weight rows under data parallelism).
-    train_ds, train_info = load_task(config.task, "train", drop_remainder=True,
-                                     epochs=(initial_epoch, config.epochs), **common)
-    val_ds, val_info = load_task(config.task, "val", **common)
-    test_ds, test_info = load_task(config.task, "test", **common)
-    if process_count() > 1:  # every process gets an equal share of every evaluation batch
-        val_ds, test_ds = (pad_batches(val_ds, config.batch_size, static=True),
-                           pad_batches(test_ds, config.batch_size, static=True))
-    elif devices > 1:
-        val_ds, test_ds = pad_batches(val_ds, devices), pad_batches(test_ds, devices)
-    majority_rate = max(test_info.class_counts) / sum(test_info.class_counts)
-    steps_per_epoch = full_batches_per_epoch(config, train_info)
-    model = build_model(config, input_spec_from_info(train_info))
-    params = count_parameters(model)
-    compile_model(model, config, steps_per_epoch, padded_evaluation=devices > 1)
+    # Evaluation sees every example: under data parallelism its last batch is padded with zero-weight rows
+    # (every process gets an equal, static share of every batch).
+    if process_count() > 1:
+        data = load_training_data(config, pad_evaluation=config.batch_size, static_padding=True)
+    else:
+        data = load_training_data(config, pad_evaluation=devices if devices > 1 else None)
+    model = build_model(config, input_spec_from_info(data.info))
+    compile_model(model, config, data.steps_per_epoch, padded_evaluation=devices > 1)
 
     # The new config and its data are good: only now is the directory changed.
     if plan.replace:
@@ -220,18 +220,20 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     checkpoint_dir = out / CHECKPOINT_DIR
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if backup is None:
-        _save_weights_atomic(model, checkpoint_dir / INITIAL_WEIGHTS_FILE)
+        save_weights_atomic(model, checkpoint_dir / INITIAL_WEIGHTS_FILE)
     if plan.diverged is None:
         (out / DIVERGED_FILE).unlink(missing_ok=True)  # a stale record (a later epoch completed)
 
+    info, majority_rate = data.info, data.test_majority_rate
     _say(config, str(config))
     for note in plan.notes:
         _say(config, note)
-    _say(config, f"{config.task}: {train_info.num_examples} train / {val_info.num_examples} val / "
-                 f"{test_info.num_examples} test examples, length {train_info.seq_len}, "
-                 f"{train_info.num_classes} classes, test majority-class rate {majority_rate:.4f}")
+    _say(config, f"{config.task}: {info.num_examples} train / {data.val_info.num_examples} val / "
+                 f"{data.test_info.num_examples} test examples, length {info.seq_len}, "
+                 f"{info.num_classes} classes, test majority-class rate {majority_rate:.4f}")
+    params = count_parameters(model)
     _say(config, f"parameters: {params['trainable']:,} trainable, {params['frozen']:,} frozen "
-                 f"({100 * params['frozen_fraction']:.1f}%); {steps_per_epoch} steps/epoch on "
+                 f"({100 * params['frozen_fraction']:.1f}%); {data.steps_per_epoch} steps/epoch on "
                  f"{devices} device(s); output {out}")
     if initial_epoch:
         _say(config, f"resuming from {checkpoint_dir / backup['weights']} after epoch {initial_epoch}")
@@ -240,91 +242,64 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     if plan.diverged is not None:
         divergences.append(plan.diverged)
     previous_wall = float(run_state.get("wall_time_s", 0.0))
-    history = HistoryLog(out / HISTORY_FILE, run_state.get("history", []))
-    guard, stop_on_divergence = divergence_callbacks(config.divergence_factor, run_state.get("divergence_reference"))
-    best_callback = BestModelCheckpoint(out / BEST_MODEL_FILE, monitor="val_accuracy",
-                                        best=_best_row(history.rows, "val_accuracy")[1])
-    timer = EpochTimer()
+    state = TrainingState(history=list(run_state.get("history", [])),
+                          divergence_reference=run_state.get("divergence_reference"))
+    if state.best[0] is not None and (out / BEST_MODEL_FILE).exists():  # the best epoch before the resume
+        state.best_weights = keras.saving.load_model(out / BEST_MODEL_FILE, compile=False).get_weights()
 
-    def state():
-        return {"history": history.rows, "divergence_reference": guard.reference_loss,
+    def backup_state():
+        return {"history": state.history, "divergence_reference": state.divergence_reference,
                 "wall_time_s": previous_wall + time.perf_counter() - wall_start, "divergences": divergences}
 
     callbacks = [
-        *stop_on_divergence,  # first: a diverged epoch reaches neither the history nor the backup
-        timer,
-        history,
-        best_callback,
+        HistoryFile(out / HISTORY_FILE, state),
+        BestModelCheckpoint(out / BEST_MODEL_FILE, monitor="val_accuracy", best=state.best[1]),
         *_tensorboard(out),
-        RunBackup(checkpoint_dir, run_state=state),  # after the above: the backup records their state
+        RunBackup(checkpoint_dir, run_state=backup_state),  # after the above: the backup records their state
         *extra_callbacks,
     ]
-    if config.verbose:  # short epoch lines: the timings stay in history.csv, not in the progress bar
-        callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
-    if initial_epoch < config.epochs:
-        try:
-            with divergence_errors(guard), warnings.catch_warnings():
-                if process_count() > 1:  # Keras cannot count the batches of a dataset sharded over processes
-                    warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-                model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-                          steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
-                          shuffle=False)
-        except TrainingDivergedError as err:
-            raise TrainingDivergedError(_divergence_stop(config, out, guard, str(err))) from None
+    try:
+        with warnings.catch_warnings():
+            if process_count() > 1:  # Keras cannot count the batches of a dataset sharded over processes
+                warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+            result = fit_and_evaluate(config, data, model=model, state=state, callbacks=callbacks,
+                                      initial_epoch=initial_epoch, devices=devices)
+    except TrainingDivergedError as err:
+        raise TrainingDivergedError(_divergence_stop(config, out, str(err), err.event)) from None
     (out / DIVERGED_FILE).unlink(missing_ok=True)
 
-    rows = history.rows
-    best_epoch, best_value = _best_row(rows, "val_accuracy")
-    best_path = out / BEST_MODEL_FILE
-    best = keras.saving.load_model(best_path)
-    # Evaluate with the already compiled model holding the best weights (no second compilation).
-    model.set_weights(best.get_weights())
-    test_metrics = model.evaluate(test_ds, return_dict=True, verbose=0)
     artifacts = {"config": CONFIG_FILE, "history": HISTORY_FILE, "best_model": BEST_MODEL_FILE,
                  "checkpoints": CHECKPOINT_DIR}
-    if (out / "tensorboard").exists():
-        artifacts["tensorboard"] = "tensorboard"
+    if (out / TENSORBOARD_DIR).exists():
+        artifacts["tensorboard"] = TENSORBOARD_DIR
     if plot_training_curves(out / HISTORY_FILE, out / CURVES_FILE, majority_rate=majority_rate,
                             title=curves_title(config)):
         artifacts["training_curves"] = CURVES_FILE
-    if plot_memory_before_after(config, train_info, checkpoint_dir / INITIAL_WEIGHTS_FILE, best,
+    if plot_memory_before_after(config, info, checkpoint_dir / INITIAL_WEIGHTS_FILE, model,
                                 out / MEMORY_PLOT_FILE):
         artifacts["memory_functions"] = MEMORY_PLOT_FILE
-
-    wall_time_s = previous_wall + time.perf_counter() - wall_start
-    results = {
-        "task": config.task,
-        "preset": config.preset,
-        "model": config.model,
-        "eigenvalues": config.eigenvalue_mode,
-        "seed": config.seed,
-        "test_accuracy": float(test_metrics["accuracy"]),
-        "test_loss": float(test_metrics.get("cross_entropy", test_metrics["loss"])),
-        "majority_class_rate": majority_rate,
-        "best_val_accuracy": best_value,
-        "best_epoch": best_epoch,
-        "epochs_completed": len(rows),
-        "resumed_from_epoch": initial_epoch,
-        "divergences": divergences,
-        "params_trainable": params["trainable"],
-        "params_frozen": params["frozen"],
-        "frozen_fraction": params["frozen_fraction"],
-        "params_norm_statistics": params["statistics"],
-        "train_time_s": float(sum(row.get("train_time_s", 0.0) for row in rows)),
-        "train_steps_per_second": timer.steps_per_second(),
-        "steps_per_epoch": steps_per_epoch,
-        "wall_time_s": wall_time_s,
-        "backend": keras.backend.backend(),
-        "devices": devices,
-        "device": device,
-        "num_examples": {"train": train_info.num_examples, "val": val_info.num_examples,
-                         "test": test_info.num_examples},
-        "seq_len": train_info.seq_len,
-        "artifacts": artifacts,
-    }
+    result = dataclasses.replace(result, wall_time_s=previous_wall + time.perf_counter() - wall_start,
+                                 divergences=divergences, device=device, artifacts=artifacts)
+    results = result.to_dict()
     write_json_atomic(out / RESULTS_FILE, results)
     _say(config, result_summary(results, out / RESULTS_FILE))
     return results
+
+
+class HistoryFile(keras.callbacks.Callback):
+    """history.csv from ``state.history`` (the rows of zoo.core), rewritten atomically at every epoch end, so
+    an epoch retrained after a resume appears once. Columns: ``epoch`` (0-based, as keras.callbacks.CSVLogger)
+    then the metric keys sorted."""
+
+    def __init__(self, path, state: TrainingState):
+        super().__init__()
+        self.path = Path(path)
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = self.state.history
+        keys = sorted({key for row in rows for key in row} - {"epoch"})
+        write_csv_atomic(self.path, rows, ["epoch", *keys])
 
 
 def load_run(run_dir) -> tuple[keras.Model, TrainConfig]:
@@ -351,8 +326,6 @@ def evaluate_run(run_dir, split: str = "test", *, batch_size: int | None = None)
 
     Returns ``{"run_dir", "task", "split", "accuracy", "loss", "examples", "majority_class_rate"}``.
     """
-    from zoo.data import load_task
-
     model, config = load_run(run_dir)
     dataset, info = load_task(config.task, split, data_dir=config.data_dir, cache_dir=config.cache_dir,
                               batch_size=batch_size or config.batch_size, seed=config.seed, **config.data_options)
@@ -374,27 +347,17 @@ def result_summary(results: dict, path) -> str:
             f"wall time {results.get('wall_time_s', float('nan')):.0f} s; results in {path}")
 
 
-def _best_row(rows, key):
-    """(1-based epoch, value) of the first row with the highest finite ``key``; (None, None) if none."""
-    best = (None, None)
-    for row in rows:
-        value = row.get(key)
-        if value is not None and math.isfinite(value) and (best[1] is None or value > best[1]):
-            best = (int(row["epoch"]) + 1, float(value))
-    return best
-
-
-def _divergence_stop(config, out, guard, description) -> str:
+def _divergence_stop(config, out, description, event) -> str:
     """Record the divergence in diverged.json and return the full message: what is kept, what continues."""
     backup = read_backup(out / CHECKPOINT_DIR)
     kept = int(backup["epoch"]) if backup else 0
     lower = f"--lr {config.lr / 2:g} --ssm-lr {config.ssm_lr / 2:g}"
     if kept:
-        best_epoch, _ = _best_row(backup["run"].get("history", []), "val_accuracy")
-        write_json_atomic(out / DIVERGED_FILE, {**guard.event, "message": description, "checkpoint_epoch": kept,
+        best, _ = best_epoch(backup["run"].get("history", []))
+        write_json_atomic(out / DIVERGED_FILE, {**event, "message": description, "checkpoint_epoch": kept,
                                                 "lr": config.lr, "ssm_lr": config.ssm_lr})
         return (f"{description} Kept: the backup of epoch {kept} (the last completed epoch) in "
-                f"{out / CHECKPOINT_DIR} and best.keras (epoch {best_epoch}). Rerunning the same command refuses "
+                f"{out / CHECKPOINT_DIR} and best.keras (epoch {best}). Rerunning the same command refuses "
                 f"to continue from a diverged run; to continue from epoch {kept} with a lower learning rate, "
                 f"add --resume-diverged {lower}; to start over, add --overwrite.")
     return (f"{description} No epoch finished, so no checkpoint is kept. Rerun with a lower learning rate, "
@@ -466,40 +429,7 @@ def clear_run_directory(out: Path) -> None:
             entry.unlink()
 
 
-def _save_weights_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".partial-{path.name}")
-    model.save_weights(tmp, overwrite=True)
-    tmp.replace(path)
-
-
 # ---------------------------------------------------------------------------------------------
-def compile_model(model, config: TrainConfig, steps_per_epoch: int, *, padded_evaluation: bool = False) -> None:
-    """Compile ``model`` as every zoo run does: SSMAdamW with warmup + cosine over ``config.epochs *
-    steps_per_epoch`` steps, cross-entropy on logits, accuracy.
-
-    ``padded_evaluation``: evaluation batches carry zero-weight padding rows (data parallelism). Keras
-    averages the per-batch loss weighted by the batch's row count, padding included, so the reported
-    ``loss`` of such batches is slightly off; the weighted metric ``cross_entropy`` added here is the exact
-    mean over the real examples (the run's ``test_loss``).
-    """
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    if padded_evaluation:
-        metrics.append(keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"))
-    model.compile(
-        optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
-                                 total_steps=config.epochs * steps_per_epoch,
-                                 warmup_fraction=config.warmup_fraction),
-        loss=classification_loss(),
-        weighted_metrics=metrics,
-    )
-
-
-def classification_loss():
-    """Cross-entropy on logits, weighted, so that zero-weight padding rows (data parallel evaluation) do
-    not count."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
-
-
 def _say(config, message):
     if config.verbose:
         print(message, flush=True)
@@ -536,32 +466,8 @@ def _device_count(config):
     return len(keras.distribution.list_devices())
 
 
-def pad_batches(dataset, multiple, *, static: bool = False):
-    """Pad every batch of a tf.data (x, y) dataset to a multiple of ``multiple`` rows.
-
-    Returns (x, y, sample_weight) batches where the padding rows repeat the first row and have weight
-    0, so weighted metrics (accuracy) count only real examples while every batch splits evenly over
-    ``multiple`` devices. ``static=True`` (batches of at most ``multiple`` rows) gives every batch the
-    static size ``multiple``, which Keras needs to shard a batch over processes.
-    """
-    import tensorflow as tf
-
-    def pad(x, y):
-        size = tf.shape(y)[0]
-        extra = (-size) % multiple
-        index = tf.concat([tf.range(size), tf.zeros([extra], tf.int32)], axis=0)
-        weight = tf.concat([tf.ones([size], tf.float32), tf.zeros([extra], tf.float32)], axis=0)
-        if static:
-            index, weight = tf.ensure_shape(index, [multiple]), tf.ensure_shape(weight, [multiple])
-        take = lambda t: tf.gather(t, index)  # noqa: E731
-        x = tuple(take(t) for t in x) if isinstance(x, tuple) else take(x)
-        return x, take(y), weight
-
-    return dataset.map(pad)
-
-
 def _tensorboard(out):
-    callback = tensorboard_callback(out / "tensorboard")
+    callback = tensorboard_callback(out / TENSORBOARD_DIR)
     if callback is None:
         print("The tensorboard package is not installed (pip install keras-ssm[data]): no TensorBoard logs.",
               flush=True)
@@ -577,8 +483,6 @@ def read_history(path) -> dict:
         DamagedFileError: the file is not a history (no ``epoch`` column, a non-integer epoch); the message
             names the file.
     """
-    import csv
-
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     by_epoch = {}
@@ -609,12 +513,6 @@ def plot_training_curves(history_path, path, majority_rate=None, title=None) -> 
     history = read_history(history_path) if Path(history_path).exists() else {}
     if not history or "epoch" not in history:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
     epochs = history["epoch"] + 1
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -642,16 +540,6 @@ def curves_title(config) -> str:
             f"{config.eigenvalue_mode} eigenvalues, seed {config.seed}")
 
 
-def full_batches_per_epoch(config, info) -> int:
-    """Training steps per epoch: the full batches of ``config.batch_size`` in the train split ``info``
-    (the remainder is dropped: one compiled train step, even device shards)."""
-    steps = info.num_examples // config.batch_size
-    if steps < 1:
-        raise ValueError(f"The {config.task} train split has {info.num_examples} examples, fewer than one batch "
-                         f"of {config.batch_size}.")
-    return steps
-
-
 def memory_horizon(config, info) -> int:
     """Lags of the memory-function plots: the task's sequence length, at most ``config.memory_horizon``."""
     return int(min(info.seq_len, config.memory_horizon))
@@ -672,11 +560,6 @@ def plot_memory_before_after(config, info, initial_weights_path, trained_model, 
     horizon = memory_horizon(config, info)
     before = model_memory_functions(initial_model, horizon=horizon, infinite_horizon=True)
     after = model_memory_functions(trained_model, horizon=horizon, infinite_horizon=True)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig = plot_memory_comparison({"initial": before, "trained": after}, path,
                                  title=f"{curves_title(config)}\ntime-averaged MF (stationary state, as in the paper)\n"
                                        f"lags 0-{horizon - 1}: the smaller of the sequence length ({info.seq_len}) "

@@ -12,8 +12,10 @@ from scipy import stats
 from zoo.configs import get_config
 from zoo.data import load_task, load_task_arrays, task_options
 from zoo.data.delayed_recall import generate_delayed_recall
-from zoo.fixed_vs_learned import SETTINGS, plan_runs, resolve_seeds, run_directory, weights_fingerprint
-from zoo.report import epochs_to_fraction, paired_comparison, time_to_epoch
+from zoo.analysis import weights_fingerprint
+from zoo.fixed_vs_learned import plan_runs, resolve_seeds, run_directory
+from zoo.report import SETTINGS, epochs_to_fraction, time_to_epoch
+from zoo.reporting import paired_comparison
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,8 +162,8 @@ TINY = ["--set", "num_layers=1", "--set", "d_model=8", "--set", "d_state=4", "--
 
 @pytest.mark.slow
 def test_two_seed_delayed_recall_experiment_report_eigenvalues_and_resume(tmp_path, monkeypatch, capsys):
-    from zoo import experiment, runs
-    from zoo.fixed_vs_learned import load_analysis_arrays
+    from zoo import experiment, fixed_vs_learned
+    from zoo.analysis import load_analysis_arrays
 
     out = tmp_path / "exp"
     argv = ["--tasks", "delayed_recall", "--seeds", "2", "--preset", "quick", "--epochs", "2",
@@ -188,9 +190,10 @@ def test_two_seed_delayed_recall_experiment_report_eigenvalues_and_resume(tmp_pa
     assert fixed[0]["params_trainable"] + fixed[0]["params_frozen"] == learned[0]["params_trainable"]
 
     # eigenvalues: bit-identical before/after for fixed runs, changed for learned runs (read from the files)
-    plan = experiment.plan_from_args(experiment.build_parser().parse_args(argv))
+    fvl = experiment.EXPERIMENTS["fixed-vs-learned"]
+    plan = fvl.plan_from_args(fvl.build_parser().parse_args(argv))
     for run in plan:
-        arrays = load_analysis_arrays(run)
+        arrays = load_analysis_arrays(run.run_dir)
         (layer,) = arrays["eig_initial"]
         before, after = arrays["eig_initial"][layer], arrays["eig_trained"][layer]
         if run.setting == "fixed":
@@ -205,7 +208,7 @@ def test_two_seed_delayed_recall_experiment_report_eigenvalues_and_resume(tmp_pa
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(runs, "train", no_training)
+    monkeypatch.setattr(fixed_vs_learned, "train", no_training)
     report_dir = tmp_path / "docs"
     assert experiment.main(argv + ["--report-dir", str(report_dir)]) == 0
     printed = capsys.readouterr().out

@@ -84,7 +84,7 @@ def test_memory_horizon_end_to_end_and_the_prediction_beyond_the_horizon(tmp_pat
     plan = _plan(tmp_path, frozen_modes=[0.5])
     assert [r.mode for r in plan] == ["fixed", "fixed", "learned", "learned", "frozen50", "frozen50"]
     records = run_memory_horizon(plan, empirical_sequences=8, log=lambda message: None)
-    assert [r["status"] for r in records] == ["trained"] * 6
+    assert [r.status for r in records] == ["trained"] * 6
     report = write_memory_horizon_report(records, tmp_path / "report", experiment="memory-horizon", command="test",
                                          plan=plan, preset="quick")
     saved = json.loads((tmp_path / "report" / REPORT_JSON).read_text())
@@ -105,7 +105,7 @@ def test_memory_horizon_end_to_end_and_the_prediction_beyond_the_horizon(tmp_pat
     assert frozen["params_frozen"] == 2 * TOY["d_model"] * TOY["d_state"] // 4
     # A rerun trains nothing; a changed configuration in the same directory is refused.
     again = collect_memory_horizon(plan)
-    assert [r["status"] for r in again] == ["skipped"] * 6
+    assert [r.status for r in again] == ["skipped"] * 6
     with pytest.raises(ValueError, match="different configuration"):
         run_memory_horizon(_plan(tmp_path, overrides={**TOY, "epochs": 3}), log=lambda message: None)
 

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from zoo import experiment, fixed_vs_learned, memory_horizon
+from zoo.protocol import RunRecord
 from zoo.shards import SHARDS_FILE, claim_plan, parse_shard, select_shard
 
 FVL = ["--tasks", "delayed_recall", "digits", "--seeds", "3", "--inits", "inv", "lin"]
@@ -18,7 +19,7 @@ def record_trained(monkeypatch, module, name):
 
     def fake(plan, **_):
         trained.extend(run.label for run in plan)
-        return [{"run": run, "status": "trained"} for run in plan]
+        return [RunRecord(run, "trained") for run in plan]
 
     monkeypatch.setattr(module, name, fake)
     return trained
