@@ -14,12 +14,11 @@ from pathlib import Path
 
 from tuning.space import SearchSpace
 from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
-from zoo.rundir import DamagedFileError, RunDirectoryError, directory_entries, read_json
+from zoo.rundir import SWEEP_FILE, DamagedFileError, RunDirectoryError, directory_entries, read_json
 
 TUNERS = ("random", "bayesian", "hyperband")
 #: What every sweep maximises: the validation accuracy at the trial's best epoch.
 OBJECTIVE = "val_accuracy"
-SWEEP_FILE = "sweep.json"
 
 
 class SweepProjectError(RunDirectoryError):

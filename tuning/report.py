@@ -14,19 +14,28 @@ re-reported with ``python -m tuning.report PROJECT_DIR``):
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from keras_tuner.engine.trial import Trial
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from scipy.stats import spearmanr
 
-from tuning.hypermodel import INITIAL_MEMORY_FILE
 from tuning.project import OBJECTIVE, SWEEP_FILE, read_sweep_file
 from tuning.space import DIMENSIONS, INIT_CHOICES, SearchSpace
+from zoo.configs import TrainConfig, get_config
+from zoo.rundir import INITIAL_MEMORY_FILE
+from zoo.rundir import SWEEP_BEST_FILE as BEST_FILE
+from zoo.rundir import SWEEP_CSV_FILE as CSV_FILE
+from zoo.rundir import SWEEP_MARKDOWN_FILE as MARKDOWN_FILE
+from zoo.rundir import SWEEP_PLOT_FILE as PLOT_FILE
 from zoo.rundir import read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 
-CSV_FILE, MARKDOWN_FILE, PLOT_FILE, BEST_FILE = "results.csv", "results.md", "results.png", "best.json"
 COMPLETED = "COMPLETED"
 # TrainConfig fields left out of best.json: where the run writes and how much it prints.
 _NOT_EXPORTED = ("output_dir", "verbose")
@@ -191,8 +200,6 @@ def markdown_table(records: list[dict], columns=_MARKDOWN_COLUMNS) -> str:
 def spearman(x, y) -> float | None:
     """Spearman rank correlation of two sequences (average ranks for ties); None for fewer than 3
     pairs or a constant sequence."""
-    from scipy.stats import spearmanr
-
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
@@ -219,13 +226,6 @@ def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: fl
     done = [r for r in rows if r.completed]
     if not done:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     best = ranked(done)[0]
     panels = [
         ("dt_min", lambda r: r.values["dt_min"], "log", "dt_min"),
@@ -235,7 +235,8 @@ def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: fl
         ("initial memory length", lambda r: (r.memory or {}).get("memory_length"), "linear",
          "memory length of the initial layers (lag holding 90% of MC, mean)"),
     ]
-    fig, axes = plt.subplots(2, 2, figsize=(9.5, 7.6), sharey=True)
+    fig = Figure(figsize=(9.5, 7.6))
+    axes = fig.subplots(2, 2, sharey=True)
     axes = axes.ravel()
     for ax, (_, getter, scale, label) in zip(axes, panels):
         for row in done:
@@ -275,7 +276,6 @@ def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: fl
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.96))
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return True
 
 
@@ -284,8 +284,6 @@ def best_config_overrides(description: dict, row: TrialRow) -> dict:
     """The zoo config overrides of trial ``row``: task, preset, every field that differs from the
     preset (except output_dir and verbose) and the five searched fields. ``zoo.configs.load_json_overrides``
     and ``python zoo/train.py TASK --config best.json`` accept it."""
-    from zoo.configs import TrainConfig, get_config
-
     config = TrainConfig.from_dict(description["base_config"]).replace(**row.values)
     preset = get_config(config.task, config.preset).to_dict()
     values = config.to_dict()
@@ -365,8 +363,6 @@ def trial_summary_line(trial, space: SearchSpace) -> str:
 
 
 def main(argv=None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m tuning.report",
                                      description="Rewrite the report (results.csv/.md/.png, best.json) of a sweep "
                                                  "project directory.")

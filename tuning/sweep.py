@@ -135,6 +135,8 @@ def _main(args) -> int:
         print(f"Search space:\n{space.describe()}\n\nBase config:\n{base_config}")
         return 0
 
+    # Imported here, not at the top: KerasTuner, Keras and the zoo cost 4-5 s to import (measured here), which
+    # --help, --print-space and a bad flag do not pay.
     from tuning.search import run_sweep
 
     try:

@@ -22,6 +22,8 @@ import os
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 ADDRESS_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 COUNT_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ID_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
@@ -74,63 +76,69 @@ def _as_int(name, value) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}.") from None
 
 
-def initialize(group: ProcessGroup, *, backend: str) -> None:
+def initialize(group: ProcessGroup, *, backend: str | None = None) -> None:
     """Join the process group (before any computation). On CPU, jax's gloo collectives are used.
+
+    ``backend``: the Keras backend (default: the one Keras runs on).
 
     Raises:
         ValueError: a backend other than jax, or a process count that the coordinator does not confirm.
     """
+    backend = _keras().backend.backend() if backend is None else backend
     if backend != "jax":
         raise ValueError(f"multi-process data parallelism needs the JAX backend (KERAS_BACKEND=jax); the backend is "
                          f"{backend!r}.")
-    import jax
-    import keras
-
+    jax = _jax()
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize(group.coordinator, group.num_processes, group.process_id)
+    _keras().distribution.initialize(group.coordinator, group.num_processes, group.process_id)
     if jax.process_count() != group.num_processes or jax.process_index() != group.process_id:
         raise ValueError(f"the coordinator at {group.coordinator} reports process {jax.process_index()} of "
                          f"{jax.process_count()}, not {group.process_id} of {group.num_processes}: start every "
                          f"process with the same --num-processes and distinct --process-id 0..N-1.")
 
 
-def process_count() -> int:
-    """Processes of the run (1 unless :func:`initialize` joined a group)."""
+def _keras():
+    """Keras, imported on first use: ``python zoo/train.py --help`` imports this module, and Keras with its
+    backend costs 3-4 s to import (measured here), which --help and a bad flag do not pay."""
     import keras
 
-    if keras.backend.backend() != "jax":
-        return 1
-    import jax
+    return keras
 
-    return jax.process_count()
+
+def _jax():
+    """jax with ``jax.experimental.multihost_utils`` when Keras runs on jax, else None (the tensorflow and torch
+    backends neither need jax nor pay its import, 1-2 s measured here)."""
+    if _keras().backend.backend() != "jax":
+        return None
+    import jax
+    import jax.experimental.multihost_utils  # noqa: F401 (the submodule is not loaded by `import jax`)
+
+    return jax
+
+
+def process_count() -> int:
+    """Processes of the run (1 unless :func:`initialize` joined a group)."""
+    jax = _jax()
+    return 1 if jax is None else jax.process_count()
 
 
 def process_index() -> int:
     """This process's id (0 = the coordinator, which owns the run directory)."""
-    import keras
-
-    if keras.backend.backend() != "jax":
-        return 0
-    import jax
-
-    return jax.process_index()
+    jax = _jax()
+    return 0 if jax is None else jax.process_index()
 
 
 def barrier(name: str) -> None:
     """Wait until every process of the group reaches ``name`` (no-op for one process)."""
     if process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
+        _jax().experimental.multihost_utils.sync_global_devices(name)
 
 
 def broadcast_flag(value: bool) -> bool:
     """Process 0's ``value`` on every process (a collective: every process must call it)."""
     if process_count() == 1:
         return bool(value)
-    import numpy as np
-    from jax.experimental import multihost_utils
-
+    multihost_utils = _jax().experimental.multihost_utils
     return bool(np.asarray(multihost_utils.broadcast_one_to_all(np.int32(1 if value else 0))))
 
 
@@ -142,9 +150,7 @@ def check_same_config(config_dict: dict) -> None:
     """
     if process_count() == 1:
         return
-    import numpy as np
-    from jax.experimental import multihost_utils
-
+    multihost_utils = _jax().experimental.multihost_utils
     digest = hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).digest()[:8]
     mine = np.frombuffer(digest, dtype=np.int32)
     every = np.asarray(multihost_utils.process_allgather(mine))

@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from keras_ssm.devices import check_data_parallel, device_info, report_devices
 from keras_ssm.memory import model_memory_functions, plot_memory_comparison
@@ -88,10 +89,6 @@ from zoo.rundir import (
     write_csv_atomic,
     write_json_atomic,
 )
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Fields that may also differ when a diverged run is continued (resume_diverged).
 _DIVERGED_RESUME_CHANGES = ("lr", "ssm_lr", "divergence_factor")
@@ -514,7 +511,8 @@ def plot_training_curves(history_path, path, majority_rate=None, title=None) -> 
     if not history or "epoch" not in history:
         return False
     epochs = history["epoch"] + 1
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             if key in history:
@@ -530,7 +528,6 @@ def plot_training_curves(history_path, path, majority_rate=None, title=None) -> 
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return True
 
 
@@ -560,9 +557,8 @@ def plot_memory_before_after(config, info, initial_weights_path, trained_model, 
     horizon = memory_horizon(config, info)
     before = model_memory_functions(initial_model, horizon=horizon, infinite_horizon=True)
     after = model_memory_functions(trained_model, horizon=horizon, infinite_horizon=True)
-    fig = plot_memory_comparison({"initial": before, "trained": after}, path,
-                                 title=f"{curves_title(config)}\ntime-averaged MF (stationary state, as in the paper)\n"
-                                       f"lags 0-{horizon - 1}: the smaller of the sequence length ({info.seq_len}) "
-                                       f"and memory_horizon ({config.memory_horizon})")
-    plt.close(fig)
+    plot_memory_comparison({"initial": before, "trained": after}, path,
+                           title=f"{curves_title(config)}\ntime-averaged MF (stationary state, as in the paper)\n"
+                                 f"lags 0-{horizon - 1}: the smaller of the sequence length ({info.seq_len}) "
+                                 f"and memory_horizon ({config.memory_horizon})")
     return True

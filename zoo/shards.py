@@ -19,9 +19,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from zoo.rundir import read_json
-
-SHARDS_FILE = "shards.json"
+from zoo.rundir import SHARDS_FILE, read_json
 
 
 def parse_shard(text: str) -> tuple[int, int]:

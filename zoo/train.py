@@ -183,14 +183,13 @@ def _main(args) -> int:
             raise
         return fail(err)
 
-    from zoo.callbacks import TrainingDivergedError
-    from zoo.runs import train
+    # Imported here, not at the top: zoo.runs brings Keras, its backend and TensorFlow (4-5 s measured here),
+    # which --help, --print-config and a bad flag do not pay.
+    from zoo.runs import TrainingDivergedError, train
 
     try:
         if group is not None:
-            import keras
-
-            initialize(group, backend=keras.backend.backend())
+            initialize(group)
         train(config, overwrite=args.overwrite, resume_diverged=args.resume_diverged)
     except TrainingDivergedError as err:
         if want_traceback():
@@ -207,7 +206,7 @@ def _main(args) -> int:
 def _evaluate(args) -> int:
     if args.task is not None:
         return fail(f"--evaluate takes the task from RUN_DIR's config.json; drop the task argument {args.task!r}.")
-    from zoo.runs import evaluate_run
+    from zoo.runs import evaluate_run  # 4-5 s of imports (see main)
 
     try:
         result = evaluate_run(args.evaluate, batch_size=args.batch_size)

@@ -323,7 +323,7 @@ def test_distribute_needs_jax(tmp_path):
 
 def test_training_curves_have_a_title_and_whole_epoch_ticks(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from zoo.runs import curves_title, plot_training_curves
 
@@ -331,7 +331,13 @@ def test_training_curves_have_a_title_and_whole_epoch_ticks(tmp_path, monkeypatc
                                                            for e in range(3)]
     (tmp_path / "history.csv").write_text("\n".join(rows) + "\n")
     figures = []
-    monkeypatch.setattr(plt, "close", figures.append)
+    savefig = Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        figures.append(figure)
+        return savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     title = curves_title(get_config("listops", "quick", trainable_eigenvalues=False))
     assert title == "listops (quick preset), S4D, fixed eigenvalues, seed 0"
     assert plot_training_curves(tmp_path / "history.csv", tmp_path / "curves.png", majority_rate=0.17, title=title)
