@@ -12,11 +12,12 @@ reported as such), every backend in its own subprocesses:
     tests     tests/test_s4d.py and tests/test_s4.py without the slow ones, run on that backend's
               default device (the GPU when the backend sees one); run concurrently with `accuracy`,
               with jax's preallocation and TensorFlow's up-front allocation off.
-    accuracy  the convolution kernel computed on the device vs the float64 formula: S4D (zoh, bilinear)
-              and S4, at L = 1024 and 16384, H = 64, N = 64. Error = max over channels of
-              max_l |K - K64| / max_l |K64|. "precise" is the library as shipped; "backend default" the
-              same kernel with its contractions at the backend's default matmul precision (TF32 on
-              recent NVIDIA GPUs for jax and tensorflow), to show what the precise contractions buy.
+    accuracy  the convolution kernel computed on the device vs the float64 formula (keras_ssm.ops.reference):
+              S4D (zoh, bilinear) and S4, at L = 1024 and 16384, H = 64, N = 64. Error = max over channels
+              of max_l |K - K64| / max_l |K64|. "precise" is the library as shipped; "backend default" the
+              same kernel under keras_ssm.ops.kernel_precision("default"): its contractions at the
+              backend's default matmul precision (TF32 on recent NVIDIA GPUs for jax and tensorflow), to
+              show what the precise contractions buy.
     layers    forward+backward time and the allocator's peak memory of S4D and S4 at the three sizes of
               benchmarks/s4d_layer.py plus (1, 128, 64, 65536), beside the PyTorch reference on CUDA
               (benchmarks/s4d_layer.py's own code: one subprocess per row, median of 3 after 1 warm-up).
@@ -33,6 +34,7 @@ time (each named on stderr); a backend that is not installed is no failure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -44,9 +46,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]
+
+import keras_ssm  # noqa: E402  (the layers load with keras on first use)
+import s4d_layer  # noqa: E402
+from keras_ssm.devices import describe, device_info  # noqa: E402  (imports no backend)
+from keras_ssm.ops import reference  # noqa: E402  (numpy only)
 
 BACKENDS = ("jax", "tensorflow", "torch")
 SECTIONS = ("devices", "tests", "accuracy", "layers", "train")
@@ -65,60 +74,12 @@ TRAIN_TASKS = {"listops": 10, "pathx": 5}  # timed steps after the first
 # Workers (run in a subprocess with KERAS_BACKEND set); each prints one JSON line last.
 
 def worker_devices(args):
-    from keras_ssm.devices import device_info
-
     return device_info()
 
 
-def _kernel_float64(layer, length):
-    """The layer's causal kernel from its float64 discrete system: (H, length)."""
-    import numpy as np
-
-    if type(layer).__name__ == "S4D":
-        lam = layer.discrete_eigenvalues()                       # (H, M)
-        _, dB, C = layer.discrete_state_space()                  # dB (H, M), C (channels, H, M)
-        weights = C[0] * dB
-        kernel = np.empty((lam.shape[0], length))
-        chunk = 1024
-        for start in range(0, length, chunk):
-            powers = lam[..., None] ** np.arange(start, min(start + chunk, length))
-            kernel[:, start:start + chunk] = 2 * np.real(np.einsum("hm,hml->hl", weights, powers))
-        return kernel
-    dA, dB, C = layer.discrete_state_space()                     # (H, N, N), (H, N), (channels, H, N)
-    state, kernel = dB, np.empty((dA.shape[0], length))
-    for step in range(length):                                   # K_l = C dA^l dB
-        kernel[:, step] = np.einsum("hn,hn->h", C[0], state)
-        state = np.einsum("hnm,hm->hn", dA, state)
-    return kernel
-
-
-class _BackendDefaultPrecision:
-    """Within: the kernels' contractions use plain keras.ops.einsum/matmul (the backend's default precision)."""
-
-    def __enter__(self):
-        from keras import ops
-
-        from keras_ssm.ops import diagonal, dplr
-
-        plain = {"precise_einsum": ops.einsum, "precise_matmul": ops.matmul}
-        self._saved = [(module, name, getattr(module, name)) for module in (diagonal, dplr)
-                       for name in plain if hasattr(module, name)]
-        for module, name, _ in self._saved:
-            setattr(module, name, plain[name])
-        return self
-
-    def __exit__(self, *exc):
-        for module, name, value in self._saved:
-            setattr(module, name, value)
-
-
 def worker_accuracy(args):
-    import contextlib
-
-    import numpy as np
-
-    import keras_ssm
-    from keras_ssm.devices import device_info
+    # keras (and the modules that import it) load in the worker only, after KERAS_BACKEND is set: 6 s here.
+    from keras_ssm.ops.precision import kernel_precision
 
     H, n = (4, 8) if args.smoke else (64, 64)
     lengths = (64, 256) if args.smoke else (1024, 16384)
@@ -130,11 +91,11 @@ def worker_accuracy(args):
             layer = keras_ssm.S4(n=n, seed=0)
         layer.build((None, None, H))
         for length in lengths:
-            expected = _kernel_float64(layer, length)
+            expected = reference.layer_kernel(layer, length)[0]  # (H, length)
             scale = np.abs(expected).max(axis=-1)
             row = {"layer": layer_name, "discretization": discretization, "H": H, "n": n, "length": length}
-            for mode, context in (("precise", contextlib.nullcontext), ("backend_default", _BackendDefaultPrecision)):
-                with context():
+            for mode, precision in (("precise", "highest"), ("backend_default", "default")):
+                with kernel_precision(precision):
                     got = np.asarray(layer.kernel(length), dtype=np.float64)
                 error = np.abs(got - expected).max(axis=-1) / scale
                 row[f"{mode}_max_rel_error"] = float(error.max())
@@ -144,12 +105,9 @@ def worker_accuracy(args):
 
 
 def worker_train(args):
-    import dataclasses
-
+    # keras and the zoo load in the worker only, after KERAS_BACKEND is set: 6 s here.
     import keras
-    import numpy as np
 
-    from keras_ssm.devices import device_info
     from zoo.configs import get_config
     from zoo.models import build_model, nominal_input_spec
     from zoo.core import compile_model
@@ -305,8 +263,6 @@ def run_check(args):
         print(f"{backend}: tests {report['tests'][backend]['summary']}", flush=True)
 
     if "layers" in sections:
-        import s4d_layer
-
         sizes = SMOKE_LAYER_SIZES if args.smoke else LAYER_SIZES
         impls = (["torch-reference"] if "torch" in live else []) + live
         timing = argparse.Namespace(warmup=1, repeats=2 if args.smoke else 3)
@@ -345,8 +301,6 @@ def _fmt(x, spec=".3g"):
 
 
 def to_markdown(report):
-    from keras_ssm.devices import describe
-
     lines = [f"# GPU check{' (smoke: tiny sizes)' if report['smoke'] else ''}", "",
              f"Host: python {report['host']['python']}, {report['host']['cpus']} CPUs; nvidia-smi: "
              f"{report['host']['nvidia_smi'] or 'not found'}. Wall time {report['wall_s']:.0f} s.", "",
@@ -371,7 +325,8 @@ def to_markdown(report):
                 lines.append(f"| {backend} | {row['layer']} | {row['discretization']} | {row['length']} | "
                              f"{row['precise_max_rel_error']:.2e} | {row['backend_default_max_rel_error']:.2e} |")
     if report["layers"]:
-        reference = {tuple(r["size"]): r for r in report["layers"] if r["impl"] == "torch-reference" and "error" not in r}
+        torch_rows = {tuple(r["size"]): r for r in report["layers"]
+                      if r["impl"] == "torch-reference" and "error" not in r}
         lines += ["", "## Layer forward+backward", "",
                   "| layer | implementation | batch, H, n, L | fwd+bwd (ms) | peak memory (MiB) | speed-up vs "
                   "torch-reference | memory vs torch-reference | device |", "|---|---|---|---|---|---|---|---|"]
@@ -381,7 +336,7 @@ def to_markdown(report):
                 error = row["error"] if row["error"].startswith(("failed", "skipped")) else f"failed: {row['error']}"
                 lines.append(f"| {row['layer']} | {row['impl']} | {label} | {error} | | | | |")
                 continue
-            ref = reference.get(tuple(row["size"]))
+            ref = torch_rows.get(tuple(row["size"]))
             speed = f"{ref['median_s'] / row['median_s']:.2f}x" if ref else "-"
             memory = f"{row['peak_bytes'] / max(ref['peak_bytes'], 1):.3f}" if ref else "-"
             lines.append(f"| {row['layer']} | {row['impl']} | {label} | {1e3 * row['median_s']:.1f} | "

@@ -57,7 +57,8 @@ def test_smoke_runs_every_section_on_this_backend(tmp_path):
     assert [r["task"] for r in train["rows"]] == ["listops", "pathx"]
     for row in train["rows"]:
         assert row["steps_per_s"] > 0 and row["examples_per_s"] > 0 and row["first_step_s"] > 0 and row["loss_finite"]
-    for heading in ("## Devices", "## Layer tests", "## Kernel accuracy", "## Layer forward+backward", "## Training step"):
+    for heading in ("## Devices", "## Layer tests", "## Kernel accuracy", "## Layer forward+backward",
+                    "## Training step"):
         assert heading in markdown
 
 

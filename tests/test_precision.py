@@ -15,6 +15,7 @@ import keras_ssm
 from keras_ssm.ops import precision
 
 BACKEND = keras.backend.backend()
+# Backend modules are imported inside the tests of their backend only (jax 1.4 s, tensorflow 5.3 s, torch 2.2 s).
 
 
 def _dot_generals(jaxpr):
@@ -140,7 +141,9 @@ def test_torch_lowered_matmul_precision_is_detected():
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's graph")
-def test_tensorflow_float64_path_in_graph(monkeypatch):
+@pytest.mark.parametrize("kernel_precision, dtype", [("highest", "float64"), ("default", "float32")])
+def test_tensorflow_float64_path_in_graph(monkeypatch, kernel_precision, dtype):
+    """The float64 path (forced) in a tf.function graph; the "default" kernel precision keeps float32."""
     import tensorflow as tf
 
     monkeypatch.setattr(precision, "_needs_float64", lambda backend: True)
@@ -149,6 +152,51 @@ def test_tensorflow_float64_path_in_graph(monkeypatch):
     def f(a, b):
         return precision.precise_einsum("ij,jk->ik", a, b)
 
-    graph = f.get_concrete_function(tf.TensorSpec((3, 4), tf.float32), tf.TensorSpec((4, 2), tf.float32)).graph
-    contraction_dtypes = {op.get_attr("T") for op in graph.get_operations() if op.type in ("Einsum", "MatMul", "BatchMatMulV2")}
-    assert contraction_dtypes == {tf.float64}
+    with keras_ssm.ops.kernel_precision(kernel_precision):
+        graph = f.get_concrete_function(tf.TensorSpec((3, 4), tf.float32), tf.TensorSpec((4, 2), tf.float32)).graph
+    contraction_dtypes = {op.get_attr("T") for op in graph.get_operations()
+                          if op.type in ("Einsum", "MatMul", "BatchMatMulV2")}
+    assert contraction_dtypes == {tf.as_dtype(dtype)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The documented switch: keras_ssm.ops.set_kernel_precision / kernel_precision.
+
+def test_kernel_precision_setting_is_validated_and_restored():
+    assert keras_ssm.ops.get_kernel_precision() == "highest"
+    with pytest.raises(ValueError, match="`precision` must be one of"):
+        keras_ssm.ops.set_kernel_precision("tf32")
+    with pytest.raises(RuntimeError):
+        with keras_ssm.ops.kernel_precision("default"):
+            assert keras_ssm.ops.get_kernel_precision() == "default"
+            raise RuntimeError("inside the block")
+    assert keras_ssm.ops.get_kernel_precision() == "highest"
+    keras_ssm.ops.set_kernel_precision("default")
+    try:
+        assert keras_ssm.ops.get_kernel_precision() == "default"
+    finally:
+        keras_ssm.ops.set_kernel_precision("highest")
+
+
+def test_default_kernel_precision_is_the_plain_contraction(monkeypatch):
+    """"default": exactly keras.ops.einsum / matmul, even where the precise path would take float64."""
+    monkeypatch.setattr(precision, "_needs_float64", lambda backend: True)
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(3, 5, 7)).astype("float32")
+    b = rng.normal(size=(3, 7, 4)).astype("float32")
+    with keras_ssm.ops.kernel_precision("default"):
+        pairs = [(precision.precise_einsum("hij,hjk->hik", a, b), keras.ops.einsum("hij,hjk->hik", a, b)),
+                 (precision.precise_matmul(a, b), keras.ops.matmul(a, b))]
+    for got, plain in pairs:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(plain))
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jaxpr inspection needs the jax backend")
+def test_default_kernel_precision_drops_highest_from_the_kernel_program():
+    layer = keras_ssm.S4(n=8, seed=0)
+    layer.build((2, 64, 4))
+    with keras_ssm.ops.kernel_precision("default"):
+        forward, _ = _kernel_jaxprs(layer, 64)
+    assert not any(_is_highest(eqn) for eqn in _dot_generals(forward))
+    forward, _ = _kernel_jaxprs(layer, 64)  # restored after the block
+    assert all(_is_highest(eqn) for eqn in _dot_generals(forward))

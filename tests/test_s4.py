@@ -1,5 +1,5 @@
-"""S4 layer (DPLR state matrix): kernel against brute-force float64 dense matrices built here
-independently, HiPPO-LegS initialisation, equality with S4D when P = 0, discrete eigenvalues, variable
+"""S4 layer (DPLR state matrix): kernel against the brute-force float64 dense system built independently
+(keras_ssm.ops.reference), HiPPO-LegS initialisation, equality with S4D when P = 0, discrete eigenvalues, variable
 groups, an unknown length at trace time, argument errors. Backend: KERAS_BACKEND.
 
 What every layer class must do (config and .keras round trips, masking, dtype policy, causality, step
@@ -14,51 +14,9 @@ import keras
 import keras_ssm
 from layer_helpers import inputs, to_numpy
 from keras_ssm.layers.s4 import S4
+from keras_ssm.ops import reference
 from keras_ssm.ops.init import hippo_legs, nplr_legs
-
-
-def pairs_to_complex(variable):
-    x = np.asarray(variable.numpy(), dtype=np.float64)
-    return x[..., 0] + 1j * x[..., 1]
-
-
-def full_complex_system(layer):
-    """Dense float64 system on the conjugate-expanded complex state, from the raw variables only.
-
-    A = diag([Lambda, conj Lambda]) - sum_j [P_j; conj P_j][P_j; conj P_j]^*,  B = [B; conj B],
-    C = [C, conj C], bilinear: dA = (I - dt/2 A)^{-1} (I + dt/2 A), dB = (I - dt/2 A)^{-1} dt B.
-
-    Returns:
-        A (H, N, N), dA (H, N, N), dB (H, N), C (channels, H, N), all complex128.
-    """
-    lam = -np.exp(layer.log_a_real.numpy().astype(np.float64)) + 1j * layer.a_imag.numpy().astype(np.float64)
-    P, B, C = pairs_to_complex(layer.P), pairs_to_complex(layer.B), pairs_to_complex(layer.C)
-    dt = np.exp(layer.log_dt.numpy().astype(np.float64))
-    H, M = lam.shape
-    A = np.zeros((H, 2 * M, 2 * M), dtype=np.complex128)
-    dA = np.zeros_like(A)
-    dB = np.zeros((H, 2 * M), dtype=np.complex128)
-    eye = np.eye(2 * M)
-    for h in range(H):
-        A[h] = np.diag(np.concatenate([lam[h], lam[h].conj()]))
-        for j in range(P.shape[0]):
-            p = np.concatenate([P[j, h], P[j, h].conj()])
-            A[h] -= np.outer(p, p.conj())
-        left = eye - 0.5 * dt[h] * A[h]
-        dA[h] = np.linalg.solve(left, eye + 0.5 * dt[h] * A[h])
-        dB[h] = np.linalg.solve(left, dt[h] * np.concatenate([B[h], B[h].conj()]))
-    return A, dA, dB, np.concatenate([C, C.conj()], axis=-1)
-
-
-def brute_force_kernel(layer, length):
-    """K[c, h, l] = Re(C dA^l dB), summed step by step in float64."""
-    _, dA, dB, C = full_complex_system(layer)
-    x = dB.copy()
-    kernel = np.zeros(C.shape[:2] + (length,))
-    for step in range(length):
-        kernel[..., step] = np.real(np.einsum("chn,hn->ch", C, x))
-        x = np.einsum("hnm,hm->hn", dA, x)
-    return kernel
+from keras_ssm.ops.reference import pairs_to_complex
 
 
 def randomise_dplr(layer, seed=0):
@@ -84,7 +42,7 @@ def test_kernel_matches_brute_force_dense_float64(init, rank, bidirectional, ran
         randomise_dplr(layer)
     for length in (48, 29):  # the second length differs from the first call
         got = layer.kernel(length)
-        expected = brute_force_kernel(layer, length)
+        expected = reference.s4_kernel(layer, length)
         assert got.shape == ((2,) if bidirectional else ()) + (3, length)
         assert_kernels_close(got, expected if bidirectional else expected[0])
 
@@ -93,8 +51,8 @@ def test_kernel_is_exact_when_the_state_has_not_decayed_within_the_length():
     """Small dt and a short length: dA^L is far from 0, so the truncation factor (I - dA^L) matters."""
     layer = S4(n=8, dt_min=1e-3, dt_max=2e-3, seed=0)
     layer.build((None, None, 3))
-    expected = brute_force_kernel(layer, 48)[0]
-    _, dA, _, _ = full_complex_system(layer)
+    expected = reference.s4_kernel(layer, 48)[0]
+    _, dA, _, _ = reference.s4_system(layer)
     assert np.abs(np.linalg.eigvals(dA)).max() ** 48 > 0.9
     assert_kernels_close(layer.kernel(48), expected)
 
@@ -103,7 +61,7 @@ def test_legs_init_is_the_hippo_legs_matrix():
     n = 8
     layer = S4(n=n, seed=0)
     layer.build((None, None, 2))
-    A, _, _, _ = full_complex_system(layer)
+    A, _, _, _ = reference.s4_system(layer)
     B = pairs_to_complex(layer.B)
     V = nplr_legs(n)[3]
     W = np.concatenate([V, V.conj()], axis=1)  # unitary basis change of the conjugate-expanded state
@@ -137,11 +95,7 @@ def test_discrete_state_space_is_the_documented_real_system():
     dA, dB, C = layer.discrete_state_space()
     assert dA.shape == (3, 8, 8) and dB.shape == (3, 8) and C.shape == (2, 3, 8)
     assert dA.dtype == dB.dtype == C.dtype == np.float64
-    x, kernel = dB.copy(), np.zeros((2, 3, 30))
-    for step in range(30):
-        kernel[..., step] = np.einsum("chn,hn->ch", C, x)
-        x = np.einsum("hnm,hm->hn", dA, x)
-    assert_kernels_close(kernel, brute_force_kernel(layer, 30), atol=1e-9)
+    assert_kernels_close(reference.power_kernel(dA, dB, C, 30), reference.s4_kernel(layer, 30), atol=1e-9)
 
 
 @pytest.mark.parametrize("init, randomise", [("legs", False), ("legs", True), ("lin", False)])
@@ -153,7 +107,7 @@ def test_discrete_eigenvalues_are_those_of_the_dense_discrete_matrix(init, rando
     got = layer.discrete_eigenvalues()
     assert got.shape == (3, 8) and got.dtype == np.complex128
     assert np.all(np.abs(got) < 1.0)
-    _, dA, _, _ = full_complex_system(layer)
+    _, dA, _, _ = reference.s4_system(layer)
     for h in range(3):
         expected = np.linalg.eigvals(dA[h])
         distance = np.abs(got[h][:, None] - expected[None, :])

@@ -1,4 +1,4 @@
-"""S4D layer: kernel against an independent float64 computation, discrete eigenvalues, initial values
+"""S4D layer: kernel against the float64 reference (keras_ssm.ops.reference), discrete eigenvalues, initial values
 and seeds, gradients for every init, argument errors. Backend: KERAS_BACKEND.
 
 What every layer class must do (config and .keras round trips, masking, dtype policy, causality, step
@@ -12,26 +12,9 @@ import keras
 
 import keras_ssm
 from layer_helpers import fit_a_few_steps, inputs, regression_model, to_numpy
+from keras_ssm.ops import reference
 
 INITS = ["inv", "lin", "real", "legs", "random"]
-
-
-def reference_kernel(layer, length):
-    """K[c, h, l] = 2 Re(sum_n C dB lambda^l), written directly from the S4D kernel in float64 numpy:
-    lambda = exp(dt A), dB = (lambda - 1) / A (ZOH) or lambda = (1 + dt A/2) / (1 - dt A/2),
-    dB = dt / (1 - dt A/2) (bilinear); the conjugate half of the spectrum gives the factor 2 Re."""
-    a = -np.exp(layer.log_a_real.numpy().astype(np.float64)) + 1j * layer.a_imag.numpy().astype(np.float64)
-    dt = np.exp(layer.log_dt.numpy().astype(np.float64))[:, None]
-    if layer.discretization == "zoh":
-        lam = np.exp(dt * a)
-        db = (lam - 1.0) / a
-    else:
-        lam = (1 + dt * a / 2) / (1 - dt * a / 2)
-        db = dt / (1 - dt * a / 2)
-    c = layer.C.numpy().astype(np.float64)
-    c = c[..., 0] + 1j * c[..., 1]
-    powers = lam[..., None] ** np.arange(length)
-    return 2 * np.real(np.einsum("chn,hnl->chl", c * db[None], powers))
 
 
 @pytest.mark.parametrize("init", INITS)
@@ -41,7 +24,7 @@ def test_kernel_matches_float64_formula(init, discretization):
                           dt_min=1e-3, dt_max=1e-1, seed=3)
     layer.build((None, None, 5))
     length = 300  # not a multiple of the power chunk size
-    expected = reference_kernel(layer, length)
+    expected = reference.s4d_kernel(layer, length)
     got = layer.kernel(length)
     assert got.shape == (2, 5, length)
     scale = np.abs(expected).max(axis=-1, keepdims=True)
@@ -51,7 +34,7 @@ def test_kernel_matches_float64_formula(init, discretization):
 def test_kernel_long_length_stays_accurate():
     layer = keras_ssm.S4D(n=64, init="inv", seed=0)
     layer.build((None, None, 4))
-    expected = reference_kernel(layer, 4096)[0]
+    expected = reference.s4d_kernel(layer, 4096)[0]
     got = layer.kernel(4096)
     assert got.shape == (4, 4096)
     scale = np.abs(expected).max(axis=-1, keepdims=True)
@@ -171,7 +154,7 @@ def test_gradients_are_finite_for_every_init(init):
 
 @pytest.mark.slow
 def test_learns_sklearn_digits_pixel_by_pixel():
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # 1.4 s to import, for this slow test only
     from sklearn.model_selection import train_test_split
 
     keras.utils.set_random_seed(0)
@@ -226,7 +209,7 @@ def test_small_steps_keep_float32_accuracy(discretization):
     # dt down to 1e-5 (Path-X uses dt_min = 1e-4): exp(dt a) - 1 and log|1 + dt a / 2| must not cancel.
     layer = keras_ssm.S4D(n=16, init="real", discretization=discretization, dt_min=1e-5, dt_max=1e-4, seed=0)
     layer.build((None, None, 6))
-    expected = reference_kernel(layer, 256)
+    expected = reference.s4d_kernel(layer, 256)
     got = layer.kernel(256)[None]
     scale = np.abs(expected).max(axis=-1, keepdims=True)
     np.testing.assert_allclose(got / scale, expected / scale, atol=2e-5)

@@ -1,9 +1,12 @@
 """Pure functions for SSM math.
 
 `keras_ssm.ops.diagonal` and `keras_ssm.ops.dplr`: keras.ops, used at call time on every backend; their
-contractions go through `keras_ssm.ops.precision` (full float32 whatever the backend's matmul default).
+contractions go through `keras_ssm.ops.precision` (full float32 whatever the backend's matmul default;
+`set_kernel_precision` / `kernel_precision` switch them to the backend's default).
 `keras_ssm.ops.fft`: real FFTs with complex64 spectra on every backend. `keras_ssm.ops.init`: numpy,
-used at build time. Names load on first use so that numpy-only callers do not import keras.
+used at build time. `keras_ssm.ops.reference`: the kernels in float64 numpy from the raw parameters
+(reference values for tests and the GPU check). Names load on first use so that numpy-only callers do not
+import keras.
 """
 
 import importlib
@@ -40,6 +43,10 @@ _EXPORTS = {
     "bilinear_dplr_dense": "dplr",
     "precise_einsum": "precision",
     "precise_matmul": "precision",
+    "KERNEL_PRECISIONS": "precision",
+    "set_kernel_precision": "precision",
+    "get_kernel_precision": "precision",
+    "kernel_precision": "precision",
 }
 
 __all__ = sorted(_EXPORTS)

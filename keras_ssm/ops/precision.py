@@ -24,25 +24,69 @@ What "precise" means per backend (decided once, here):
 
 The float64 path costs little: the contracted tensors of the kernels are O(H N sqrt(L)) (S4D),
 O(H N L / 2) (S4 Cauchy sums) and O(H N^2) (S4 squarings), small beside the layer's FFTs and Dense.
+
+The setting (process-wide; "highest" unless changed):
+
+    keras_ssm.ops.set_kernel_precision("default")   # plain keras.ops.einsum / matmul from now on
+    with keras_ssm.ops.kernel_precision("default"):  # the same within the block only
+        kernel = layer.kernel(length)
+    keras_ssm.ops.get_kernel_precision()            # "highest" | "default"
+
+"default" gives the kernels the backend's default matmul precision (TF32 on recent NVIDIA GPUs for jax
+and tensorflow), e.g. to measure what the precise contractions buy (benchmarks/gpu_check.py). It is
+read when a contraction runs or is traced: a function compiled earlier keeps the precision it was
+traced with.
 """
 
+import contextlib
 import functools
 
 import keras
 from keras import ops
+
+KERNEL_PRECISIONS = ("highest", "default")
+_kernel_precision = "highest"
+
+
+def set_kernel_precision(precision: str) -> None:
+    """Set the precision of the kernels' contractions: "highest" (full float32, as shipped) or "default"
+    (the backend's default matmul precision: plain keras.ops.einsum / matmul)."""
+    global _kernel_precision
+    if precision not in KERNEL_PRECISIONS:
+        raise ValueError(f"`precision` must be one of {KERNEL_PRECISIONS}, got {precision!r}.")
+    _kernel_precision = precision
+
+
+def get_kernel_precision() -> str:
+    """The current kernel precision: "highest" or "default" (see `set_kernel_precision`)."""
+    return _kernel_precision
+
+
+@contextlib.contextmanager
+def kernel_precision(precision: str):
+    """Within the block, the kernels' contractions use ``precision`` (`set_kernel_precision`); restored after."""
+    previous = get_kernel_precision()
+    set_kernel_precision(precision)
+    try:
+        yield
+    finally:
+        set_kernel_precision(previous)
 
 
 def precise_einsum(subscripts, *operands):
     """`keras.ops.einsum(subscripts, *operands)` at full float32 precision on every backend.
 
     Same arguments, shapes and result dtype (float32 in, float32 out) as `keras.ops.einsum`; see the
-    module docstring for how each backend is made to keep full precision.
+    module docstring for how each backend is made to keep full precision. With the kernel precision
+    "default" (`set_kernel_precision`), exactly `keras.ops.einsum`.
     """
     backend = keras.backend.backend()
-    if _symbolic(operands):
+    if _kernel_precision == "default" or _symbolic(operands):
         return ops.einsum(subscripts, *operands)
     operands = [ops.convert_to_tensor(x) for x in operands]
     if backend == "jax":
+        # Backend modules load on their own backend only (measured import: jax 1.4 s, tensorflow 5.3 s,
+        # torch 2.2 s; each may be absent).
         import jax
         import jax.numpy as jnp
 
@@ -56,11 +100,11 @@ def precise_einsum(subscripts, *operands):
 def precise_matmul(x1, x2):
     """`keras.ops.matmul(x1, x2)` at full float32 precision on every backend (as `precise_einsum`)."""
     backend = keras.backend.backend()
-    if _symbolic((x1, x2)):
+    if _kernel_precision == "default" or _symbolic((x1, x2)):
         return ops.matmul(x1, x2)
     x1, x2 = ops.convert_to_tensor(x1), ops.convert_to_tensor(x2)
     if backend == "jax":
-        import jax
+        import jax  # loaded on its own backend only (see precise_einsum)
         import jax.numpy as jnp
 
         return jnp.matmul(x1, x2, precision=jax.lax.Precision.HIGHEST)
@@ -83,7 +127,7 @@ def reduced_precision_active(backend=None):
 
 def _needs_float64(backend):
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # 5.3 s to import, on its own backend only
 
         return bool(tf.config.experimental.tensor_float_32_execution_enabled()) and _tensorflow_sees_gpu()
     if backend == "torch":
@@ -92,7 +136,7 @@ def _needs_float64(backend):
 
 
 def _torch_reduced_precision():
-    import torch
+    import torch  # 2.2 s to import, on its own backend only
 
     # torch >= 2.9: per-backend settings ("ieee" = full float32, "tf32" / "bf16" = reduced, "none" = inherit)
     for name in ("cuda", "mkldnn"):
@@ -108,7 +152,7 @@ def _torch_reduced_precision():
 
 @functools.lru_cache(maxsize=None)
 def _tensorflow_sees_gpu():
-    import tensorflow as tf
+    import tensorflow as tf  # 5.3 s to import, on its own backend only
 
     return bool(tf.config.list_logical_devices("GPU"))
 
