@@ -1,6 +1,6 @@
 """Which devices the Keras backend computes on, and a warning when an NVIDIA GPU sits idle.
 
-    info = keras_ssm.devices.device_info()      # {"backend": "jax", "platform": "gpu", "model": <GPU model>, "count": 1, ...}
+    info = keras_ssm.devices.device_info()      # {"backend": "jax", "platform": "gpu", "model": <GPU model>, ...}
     keras_ssm.devices.report_devices()          # prints e.g. "device: jax 0.10.2 on 1 x cpu (AMD EPYC)"; returns info
 
 `device_info` describes the devices of the active Keras backend (or of one named backend), without
@@ -16,7 +16,9 @@ running any computation:
     nvidia_gpu       whether this machine has an NVIDIA GPU (`nvidia-smi` on PATH or /proc/driver/nvidia)
 
 When the machine has an NVIDIA GPU but the backend computes on the CPU, `report_devices` warns once per
-process and names the command that installs the GPU build (`GPU_INSTALL`).
+process and names the command that installs the GPU build (``install``, default `GPU_INSTALL`); an
+application adds its own words (``advice``, e.g. how to check the GPU setup) and names its own command
+line options in `check_data_parallel` (``name``, ``alternative``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import shutil
 import sys
 import warnings
 
-GPU_INSTALL = 'pip install -e ".[all-gpu]"   (or pip install "keras-ssm[all-gpu]")'
-# What each backend needs on top of GPU_INSTALL's explanation.
+GPU_INSTALL = 'pip install "keras-ssm[gpu]"'
+# What each backend needs on top of the install command.
 _BACKEND_HINTS = {
     "jax": 'jax with its CUDA plugin: pip install -U "jax[cuda12]" (or "jax[cuda13]")',
     "tensorflow": 'TensorFlow\'s GPU build: pip uninstall -y tensorflow-cpu && pip install "tensorflow[and-cuda]"',
@@ -53,7 +55,7 @@ def device_info(backend: str | None = None) -> dict:
         ValueError: ``backend`` is not one of "jax", "tensorflow", "torch".
     """
     if backend is None:
-        import keras
+        import keras  # 6 s to import; this module is read by callers that must not start a backend
 
         backend = keras.backend.backend()
     if backend not in _DESCRIBERS:
@@ -73,33 +75,40 @@ def describe(info: dict) -> str:
             f"({info['model']})")
 
 
-def idle_gpu_warning(info: dict) -> str | None:
-    """The warning text when an NVIDIA GPU exists but ``info``'s backend computes on the CPU, else None."""
+def idle_gpu_warning(info: dict, install: str = GPU_INSTALL, advice: str = "") -> str | None:
+    """The warning text when an NVIDIA GPU exists but ``info``'s backend computes on the CPU, else None.
+
+    ``install`` is the command that installs the GPU stack; ``advice`` (the caller's) ends the text.
+    """
     if not info.get("nvidia_gpu") or info.get("platform") != "cpu":
         return None
     return (f"This machine has an NVIDIA GPU, but the {info['backend']} backend computes on the CPU "
-            f"(its CPU-only build is installed). Install the GPU stack: {GPU_INSTALL}; for {info['backend']} "
-            f"alone, {_BACKEND_HINTS[info['backend']]}. Check with: python benchmarks/gpu_check.py")
+            f"(its CPU-only build is installed). Install the GPU stack: {install}; for {info['backend']} "
+            f"alone, {_BACKEND_HINTS[info['backend']]}." + (f" {advice}" if advice else ""))
 
 
-def report_devices(backend: str | None = None, print_fn=print) -> dict:
-    """Print one 'device: ...' line (and the idle-GPU warning once per process); return `device_info`."""
+def report_devices(backend: str | None = None, print_fn=print, install: str = GPU_INSTALL, advice: str = "") -> dict:
+    """Print one 'device: ...' line (and the idle-GPU warning, `idle_gpu_warning(info, install, advice)`, once
+    per process); return `device_info`."""
     global _warned
     info = device_info(backend)
     if print_fn is not None:
         print_fn(f"device: {describe(info)}")
-    message = idle_gpu_warning(info)
+    message = idle_gpu_warning(info, install, advice)
     if message and not _warned:
         _warned = True
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     return info
 
 
-def check_data_parallel(info: dict) -> str:
+def check_data_parallel(info: dict, name: str = "data parallelism",
+                        alternative: str = "train without data parallelism") -> str:
     """Validate data-parallel training over ``info``'s devices; return a line saying what will run.
 
     One device: data parallelism is a no-op, said so. Several devices of one model: fine. Devices of
     different models: refused, since every step would wait for the slowest and shards must be equal.
+    ``name`` begins each message (an application's option, e.g. "--distribute data"); ``alternative``
+    ends the refusal.
 
     Raises:
         ValueError: the devices are of different models.
@@ -108,14 +117,14 @@ def check_data_parallel(info: dict) -> str:
     if len(set(models)) > 1:
         counts = {m: models.count(m) for m in sorted(set(models))}
         raise ValueError(
-            f"--distribute data needs devices of one kind; the {info['backend']} backend sees "
+            f"{name} needs devices of one kind; the {info['backend']} backend sees "
             f"{', '.join(f'{n} x {m}' for m, n in counts.items())}. Hide the others (e.g. "
-            f"CUDA_VISIBLE_DEVICES=0,1 for the first two GPUs) or train without --distribute."
+            f"CUDA_VISIBLE_DEVICES=0,1 for the first two GPUs) or {alternative}."
         )
     if info["count"] == 1:
-        return (f"--distribute data: only one device ({info['platform']}, {info['model']}); "
+        return (f"{name}: only one device ({info['platform']}, {info['model']}); "
                 f"training runs on it unsharded.")
-    return f"--distribute data: {info['count']} x {info['platform']} ({info['model']})."
+    return f"{name}: {info['count']} x {info['platform']} ({info['model']})."
 
 
 def configure_tensorflow(input_pipeline_only: bool | None = None):
@@ -136,14 +145,14 @@ def configure_tensorflow(input_pipeline_only: bool | None = None):
         # Before TensorFlow's first import: no C++ log lines (oneDNN, CPU features, absl) below errors.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # 5.3 s to import, and optional: only its callers need it
     except ImportError as error:
         raise ImportError(
-            "TensorFlow is needed for the tf.data input pipeline: pip install -e \".[tensorflow]\" (CPU) "
-            f"or \".[gpu]\" (GPU). ({error})"
+            "TensorFlow is needed for the tf.data input pipeline: pip install \"keras-ssm[tensorflow]\" (CPU) "
+            f"or \"keras-ssm[gpu]\" (GPU). ({error})"
         ) from error
     if input_pipeline_only is None:
-        import keras
+        import keras  # 6 s to import (see device_info)
 
         input_pipeline_only = keras.backend.backend() != "tensorflow"
     if _tensorflow_configured == input_pipeline_only:
@@ -189,7 +198,7 @@ def _cpu_model():
 
 
 def _jax_devices():
-    import jax
+    import jax  # each backend loads only when it is the one described (1.4 s here; it may be absent)
 
     devices = jax.devices()
     platform = devices[0].platform
@@ -213,9 +222,9 @@ def _tensorflow_devices():
 
 
 def _torch_devices():
-    import torch
+    import torch  # 2.2 s, on its own backend only (as _jax_devices)
 
-    try:  # the device Keras places tensors on (KERAS_TORCH_DEVICE, mps, cuda, xpu or cpu)
+    try:  # the device Keras places tensors on (KERAS_TORCH_DEVICE, mps, cuda, xpu or cpu); keras' torch backend
         from keras.src.backend.torch.core import get_device
 
         device = str(get_device())

@@ -11,6 +11,8 @@ from pathlib import Path
 import keras
 import pytest
 
+import zoo
+import zoo.runs
 from conftest import tiny_config
 from keras_ssm import devices
 
@@ -42,11 +44,25 @@ def test_idle_gpu_warns_once_and_names_the_install_command(monkeypatch, capsys):
         pytest.skip("the backend computes on an accelerator here")
     with pytest.warns(RuntimeWarning, match=r"NVIDIA GPU.*computes on the CPU") as record:
         devices.report_devices()
-    assert devices.GPU_INSTALL in str(record[0].message)
+    message = str(record[0].message)
+    assert devices.GPU_INSTALL in message
+    assert not any(word in message for word in ("zoo", "benchmarks/", "-e ")), message  # no application's words
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         devices.report_devices()  # second time: no warning
     assert capsys.readouterr().out.count("device: ") == 2
+
+
+def test_the_zoo_warning_names_the_checkout_install_and_the_gpu_check(monkeypatch, capsys):
+    monkeypatch.setattr(devices, "nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(devices, "_warned", False)
+    if devices.device_info()["platform"] != "cpu":
+        pytest.skip("the backend computes on an accelerator here")
+    with pytest.warns(RuntimeWarning, match=r"NVIDIA GPU.*computes on the CPU") as record:
+        zoo.report_devices()
+    message = str(record[0].message)
+    assert zoo.GPU_INSTALL in message and message.endswith("Check with: python benchmarks/gpu_check.py")
+    assert capsys.readouterr().out.startswith("device: ")
 
 
 def test_no_warning_without_an_nvidia_gpu(monkeypatch):
@@ -64,10 +80,19 @@ def _info(models):
 
 
 def test_data_parallel_one_device_says_so_and_mixed_kinds_refused():
-    assert "only one device" in devices.check_data_parallel(_info(["NVIDIA H100"]))
+    assert devices.check_data_parallel(_info(["NVIDIA H100"])).startswith("data parallelism: only one device")
     assert "2 x gpu" in devices.check_data_parallel(_info(["NVIDIA H100", "NVIDIA H100"]))
-    with pytest.raises(ValueError, match=r"devices of one kind.*1 x NVIDIA A100.*1 x NVIDIA H100"):
+    with pytest.raises(ValueError, match=r"devices of one kind.*1 x NVIDIA A100.*1 x NVIDIA H100.*"
+                                         r"or train without data parallelism\.$"):
         devices.check_data_parallel(_info(["NVIDIA H100", "NVIDIA A100"]))
+
+
+def test_the_zoo_names_its_distribute_option_in_the_data_parallel_check():
+    assert zoo.check_data_parallel(_info(["NVIDIA H100"])) == (
+        "--distribute data: only one device (gpu, NVIDIA H100); training runs on it unsharded.")
+    with pytest.raises(ValueError, match=r"^--distribute data needs devices of one kind.*"
+                                         r"or train without --distribute\.$"):
+        zoo.check_data_parallel(_info(["NVIDIA H100", "NVIDIA A100"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,9 +112,7 @@ class _StopAfterData(Exception):
 def test_zoo_run_logs_the_device_and_distribute_on_one_device_says_so(tmp_path, capsys, monkeypatch):
     """The run log's device line and the one-device message come before the model is built (stopped
     there to stay fast; tests/zoo/test_train.py checks the "device" entry of a whole run's results.json)."""
-    import jax
-
-    import zoo.runs
+    import jax  # the jax backend's own module: this test runs on it only
 
     if len(jax.devices()) != 1:
         pytest.skip("needs exactly one device")
@@ -107,8 +130,6 @@ def test_zoo_run_logs_the_device_and_distribute_on_one_device_says_so(tmp_path, 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="--distribute data is JAX-only")
 def test_zoo_refuses_data_parallel_over_mixed_devices(tmp_path, monkeypatch):
-    import zoo.runs
-
     monkeypatch.setattr(zoo.runs, "device_info", lambda: _info(["NVIDIA H100", "NVIDIA A100"]))
     with pytest.raises(ValueError, match="devices of one kind"):
         zoo.runs.train(_tiny_digits(tmp_path, distribute="data"))

@@ -6,9 +6,12 @@ tensorflow backend and by the tf.data input pipeline on the others. Errors are s
 ``TF_CPP_MIN_LOG_LEVEL=0`` to see everything.
 """
 
+import importlib
 import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_ssm import devices as _devices  # noqa: E402  (imports neither keras nor TensorFlow)
 
 #: The model-zoo API, loaded on first use (so that ``import zoo`` stays light and the line above
 #: takes effect before Keras loads): ``zoo.build_model("listops", preset="full")`` returns the preset's
@@ -18,10 +21,23 @@ _LAZY = {"build_model": "zoo.models", "get_config": "zoo.configs", "load_run": "
          "evaluate_run": "zoo.runs", "train": "zoo.runs"}
 __all__ = sorted(_LAZY)
 
+#: How a checkout of this repository installs the GPU stack, and checks it: the zoo's words in
+#: keras_ssm.devices' idle-GPU warning.
+GPU_INSTALL = 'pip install -e ".[all-gpu]"   (or pip install "keras-ssm[all-gpu]")'
+GPU_CHECK = "Check with: python benchmarks/gpu_check.py"
+
+
+def report_devices(print_fn=print) -> dict:
+    """`keras_ssm.devices.report_devices` whose idle-GPU warning names the checkout's install and check commands."""
+    return _devices.report_devices(print_fn=print_fn, install=GPU_INSTALL, advice=GPU_CHECK)
+
+
+def check_data_parallel(info: dict) -> str:
+    """`keras_ssm.devices.check_data_parallel` in the words of the zoo's ``--distribute data`` option."""
+    return _devices.check_data_parallel(info, name="--distribute data", alternative="train without --distribute")
+
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

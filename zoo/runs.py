@@ -48,10 +48,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from keras_ssm.devices import check_data_parallel, device_info, report_devices
+from keras_ssm.devices import device_info
 from keras_ssm.memory import model_memory_functions, plot_memory_comparison
+from zoo import check_data_parallel, report_devices
 from zoo.callbacks import (
     BestModelCheckpoint,
+    HistoryFile,
     RunBackup,
     TrainingDivergedError,
     read_backup,
@@ -86,7 +88,6 @@ from zoo.rundir import (
     directory_entries,
     read_json,
     save_weights_atomic,
-    write_csv_atomic,
     write_json_atomic,
 )
 
@@ -281,22 +282,6 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     write_json_atomic(out / RESULTS_FILE, results)
     _say(config, result_summary(results, out / RESULTS_FILE))
     return results
-
-
-class HistoryFile(keras.callbacks.Callback):
-    """history.csv from ``state.history`` (the rows of zoo.core), rewritten atomically at every epoch end, so
-    an epoch retrained after a resume appears once. Columns: ``epoch`` (0-based, as keras.callbacks.CSVLogger)
-    then the metric keys sorted."""
-
-    def __init__(self, path, state: TrainingState):
-        super().__init__()
-        self.path = Path(path)
-        self.state = state
-
-    def on_epoch_end(self, epoch, logs=None):
-        rows = self.state.history
-        keys = sorted({key for row in rows for key in row} - {"epoch"})
-        write_csv_atomic(self.path, rows, ["epoch", *keys])
 
 
 def load_run(run_dir) -> tuple[keras.Model, TrainConfig]:
