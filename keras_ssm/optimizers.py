@@ -3,9 +3,10 @@
 The reference S4/S4D training gives the SSM parameters (A, dt, B) a smaller learning rate and no
 weight decay. Keras has no per-variable learning rate, so :class:`SSMAdamW` scales the learning rate
 inside ``update_step`` for the variables whose ``path`` is registered as an SSM variable, and excludes
-them from the decoupled weight decay. Both hooks (``update_step`` and ``_use_weight_decay``) are the
-ones every backend's training step goes through, including the JAX trainer's ``stateless_apply``
-(which runs ``apply`` on the real ``keras.Variable`` objects inside a ``StatelessScope``).
+them from the decoupled weight decay with Keras' ``exclude_from_weight_decay(var_list=...)`` when it is
+built. ``update_step`` is the hook every backend's training step goes through, including the JAX
+trainer's ``stateless_apply`` (which runs ``apply`` on the real ``keras.Variable`` objects inside a
+``StatelessScope``).
 """
 
 import math
@@ -44,11 +45,20 @@ class SSMAdamW(keras.optimizers.AdamW):
         self.ssm_variable_paths = tuple(ssm_variable_paths)
         self.ssm_lr_scale = float(ssm_lr_scale)
         self._ssm_path_set = frozenset(self.ssm_variable_paths)
+        self._excluded = ((), ())  # the caller's own exclude_from_weight_decay(var_list, var_names)
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keras' ``exclude_from_weight_decay``; the SSM variables are excluded too, whatever is passed here."""
+        self._excluded = (tuple(var_list or ()), tuple(var_names or ()))
+        super().exclude_from_weight_decay(var_list=var_list, var_names=var_names)
 
     def build(self, var_list):
+        ssm_variables = [v for v in var_list if v.path in self._ssm_path_set]
         # Backends hand update_step different objects for the same variable (a keras.Variable, or the
-        # tf.Variable inside it on TensorFlow); _var_key maps both to one key.
-        self._ssm_var_keys = frozenset(self._var_key(v) for v in var_list if v.path in self._ssm_path_set)
+        # tf.Variable inside it on TensorFlow); _var_key (as Keras' own weight-decay exclusion) maps both to one key.
+        self._ssm_var_keys = frozenset(self._var_key(v) for v in ssm_variables)
+        own_list, own_names = self._excluded
+        super().exclude_from_weight_decay(var_list=[*own_list, *ssm_variables], var_names=list(own_names) or None)
         super().build(var_list)
 
     def is_ssm_variable(self, variable) -> bool:
@@ -61,11 +71,6 @@ class SSMAdamW(keras.optimizers.AdamW):
         if self.is_ssm_variable(variable):
             learning_rate = learning_rate * self.ssm_lr_scale
         super().update_step(gradient, variable, learning_rate)
-
-    def _use_weight_decay(self, variable):
-        if self.is_ssm_variable(variable):
-            return False
-        return super()._use_weight_decay(variable)
 
     def get_config(self):
         config = super().get_config()

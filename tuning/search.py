@@ -29,13 +29,13 @@ from pathlib import Path
 
 import keras_tuner as kt
 
-from keras_ssm.devices import report_devices
-from tuning.distributed import DEFAULT_CONNECT_TIMEOUT, ID_ENV, distributed_role, wait_for_chief
+from tuning.distributed import DEFAULT_CONNECT_TIMEOUT, ID_ENV, distributed_role, is_worker, wait_for_chief
 from tuning.hypermodel import SSMHyperModel
 from tuning.project import OBJECTIVE, SWEEP_FILE, TUNERS, SweepProjectError, default_project_name, \
     prepare_project, stored_sweep_difference, sweep_description
 from tuning.report import trial_summary_line, write_report
 from tuning.space import SearchSpace
+from zoo import report_devices
 from zoo.configs import TrainConfig
 from zoo.core import TrainingData
 from zoo.rundir import DirectoryLock, directory_entries, write_json_atomic
@@ -44,7 +44,12 @@ WORKERS_DIR = "workers"  # workers/<tuner id>/.lock: one process per worker id o
 
 
 class _AtomicOracleMixin:
-    """A KerasTuner oracle whose oracle.json and trial.json files are written atomically (zoo.rundir)."""
+    """A KerasTuner oracle whose oracle.json and trial.json files are written atomically (zoo.rundir).
+
+    KerasTuner has no public hook for how these files are written: ``_save_trial`` is overridden and
+    ``_get_oracle_fname`` / ``_get_trial_dir`` name the files, as KerasTuner's reload reads them
+    (checked against the installed KerasTuner by tests/test_upstream_contracts.py).
+    """
 
     def save(self):
         write_json_atomic(self._get_oracle_fname(), self.get_state())
@@ -73,9 +78,9 @@ class _SweepTunerMixin:
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     def save(self):
-        if not self._is_worker():  # a worker's oracle is the chief's, reached over gRPC
+        if not is_worker():  # a worker's oracle is the chief's, reached over gRPC
             self.oracle.save()
-        write_json_atomic(self._get_tuner_fname(), self.get_state())
+        write_json_atomic(self._get_tuner_fname(), self.get_state())  # the file KerasTuner's reload reads
 
     def run_trial(self, trial, *args, **kwargs):
         self.hypermodel.begin_trial(self.get_trial_dir(trial.trial_id))
@@ -86,7 +91,8 @@ class _SweepTunerMixin:
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
         # KerasTuner 1.4 imports the tensorboard package here on the tensorflow backend even when no
-        # TensorBoard callback is passed; the sweep passes none, so only defer when there is one.
+        # TensorBoard callback is passed; the sweep passes none, so only defer when there is one (no public
+        # hook; contract: tests/test_upstream_contracts.py).
         if any(type(callback).__name__ == "TensorBoard" for callback in callbacks):
             super()._configure_tensorboard_dir(callbacks, trial, execution)
 
@@ -129,6 +135,17 @@ def make_tuner(kind: str, hypermodel: SSMHyperModel, *, max_trials: int, directo
     oracle = AtomicHyperbandOracle(max_epochs=hypermodel.base_config.epochs, factor=hyperband_factor, **oracle_args)
     oracle.max_trials = max_trials  # Hyperband has no max_trials argument; the base Oracle honours it.
     return HyperbandSweepTuner(oracle, **common)
+
+
+def stopped_for_failures(oracle) -> bool:
+    """Whether ``oracle`` has ``max_consecutive_failed_trials`` FAILED trials in a row (in the order they ended):
+    the state in which KerasTuner's ``Oracle.end_trial`` raises its RuntimeError that stops the search."""
+    run = 0
+    for trial_id in oracle.end_order:
+        run = run + 1 if oracle.trials[trial_id].status == kt.engine.trial.TrialStatus.FAILED else 0
+        if run == oracle.max_consecutive_failed_trials:
+            return True
+    return False
 
 
 @dataclass
@@ -224,10 +241,10 @@ def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, p
     stopped_early = None
     try:
         keras_tuner.search()
-    except RuntimeError as err:  # KerasTuner's stop after max_consecutive_failures failed trials
-        if "consecutive failures" not in str(err):
+    except RuntimeError as err:
+        if not stopped_for_failures(keras_tuner.oracle):
             raise
-        stopped_early = str(err).strip().splitlines()[0]
+        stopped_early = str(err).strip().splitlines()[0]  # "Number of consecutive failures exceeded ..."
         # KerasTuner raises before writing the last failed trial's record: write it (status FAILED).
         for trial in keras_tuner.oracle.trials.values():
             if trial.status == kt.engine.trial.TrialStatus.FAILED:

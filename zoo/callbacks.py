@@ -1,19 +1,20 @@
 """Callbacks of the zoo runs, on Keras' own: exact resume, best model, divergence, history, timing.
 
-- :class:`RunBackup`: ``keras.callbacks.BackupAndRestore`` (Keras restores the epoch counter and the
-  weights at the start of ``fit``) that also keeps what a bit-exact resume needs and writes it so a
-  kill at any moment leaves a consistent backup: the weights and optimizer state go to a new
-  ``epoch-<k>.weights.h5``, then ``training_metadata.json`` (epoch, that file's name, the state of every
-  dropout seed generator, and the run's own state: history rows, divergence reference, wall time) is
-  replaced atomically, then the previous weights file is deleted.
+- :class:`RunBackup`: the backup of a run (as ``keras.callbacks.BackupAndRestore``, through the public
+  callback hooks only): at the start of ``fit`` it restores the weights, the optimizer state and every
+  dropout seed generator (the caller passes ``initial_epoch=read_backup(...)["epoch"]`` to ``fit``); at
+  each epoch end it writes them so a kill at any moment leaves a consistent backup: the weights and
+  optimizer state go to a new ``epoch-<k>.weights.h5``, then ``training_metadata.json`` (epoch, that
+  file's name, the seed generator states, and the run's own state: history rows, divergence reference,
+  wall time) is replaced atomically, then the previous weights file is deleted.
 - :class:`BestModelCheckpoint`: ``keras.callbacks.ModelCheckpoint(save_best_only=True)`` writing to a
-  temporary ``.keras`` file renamed over ``best.keras``; on resume its threshold is the best value of
-  the restored history.
+  temporary ``.keras`` file renamed over ``best.keras`` at the epoch end; on resume its threshold is the
+  best value of the restored history.
 - :class:`DivergenceGuard` next to ``keras.callbacks.TerminateOnNaN(raise_error=True)``: the guard
   stops a loss that exceeds ``factor`` x the run's first loss (the reference is restored on resume) and
   records where a NaN/inf appeared; TerminateOnNaN stops on it, and :func:`divergence_errors` turns its
   RuntimeError into :class:`TrainingDivergedError` with the guard's description.
-- :class:`HistoryLog`: history.csv rewritten atomically at every epoch end from the rows kept in the
+- :class:`HistoryFile`: history.csv rewritten atomically at every epoch end from the rows kept in the
   backup, so an epoch retrained after a kill appears once.
 - :class:`EpochTimer`: training time, steps and learning rate in each epoch's logs.
 """
@@ -21,6 +22,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ import numpy as np
 
 from zoo.rundir import DamagedFileError, read_json, write_csv_atomic, write_json_atomic
 
-BACKUP_METADATA = "training_metadata.json"  # the name keras.callbacks.BackupAndRestore uses
+BACKUP_METADATA = "training_metadata.json"  # the name keras.callbacks.BackupAndRestore uses too
 
 
 class TrainingDivergedError(RuntimeError):
@@ -153,30 +155,38 @@ def read_backup(backup_dir) -> dict | None:
     return metadata
 
 
-class RunBackup(keras.callbacks.BackupAndRestore):
-    """``keras.callbacks.BackupAndRestore`` for a bit-exact resume, written atomically (module docstring).
+class RunBackup(keras.callbacks.Callback):
+    """The backup of a run for a bit-exact resume, written atomically (module docstring).
 
     Args:
         backup_dir: the run's ``checkpoints/`` directory.
         run_state: callable returning a JSON-serialisable dict saved with each backup (the run's own
             state: history rows, divergence reference, ...); :func:`read_backup` returns it as ``"run"``.
 
-    The backup is kept when training ends (``delete_checkpoint=False``): it is the run's record of the
-    last epoch and what a diverged run continues from.
+    The backup is kept when training ends: it is the run's record of the last epoch and what a diverged
+    run continues from. ``fit`` must start at the backup's epoch (``initial_epoch=read_backup(backup_dir)
+    ["epoch"]``, 0 without a backup).
     """
 
     def __init__(self, backup_dir, run_state=dict):
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        super().__init__()
         self.run_state = run_state
         self.directory = Path(backup_dir)
 
-    def _save_model(self):
+    def on_train_begin(self, logs=None):
+        self.restore_backup()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save_backup(epoch + 1)
+
+    def save_backup(self, epoch):
+        """Write the backup after ``epoch`` epochs (1-based: the number of finished epochs)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         previous = read_backup(self.directory)
-        name = f"epoch-{self._current_epoch}.weights.h5"
+        name = f"epoch-{epoch}.weights.h5"
         self.model.save_weights(self.directory / name, overwrite=True)
         metadata = {
-            "epoch": self._current_epoch,
+            "epoch": epoch,
             "batch": 0,
             "weights": name,
             "seed_generators": [np.asarray(v.numpy()).tolist() for v in seed_generator_states(self.model)],
@@ -186,7 +196,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if previous is not None and previous["weights"] != name:
             (self.directory / previous["weights"]).unlink(missing_ok=True)
 
-    def _load_model(self):
+    def restore_backup(self):
+        """Load the last backup's weights, optimizer state and seed generator states into the model (if any)."""
         metadata = read_backup(self.directory)
         if metadata is None:
             return
@@ -201,14 +212,13 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             )
         for variable, value in zip(states, metadata["seed_generators"]):
             variable.assign(np.asarray(value, dtype=variable.dtype))
-        self.model._initial_epoch = int(metadata["epoch"])
 
 
 class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """``ModelCheckpoint(save_best_only=True, mode="max")`` of the whole model, replaced atomically.
 
-    Keras writes the model to ``.<name>.partial.keras`` next to ``filepath``, which is then renamed
-    over ``filepath``: a kill while saving leaves the previous best model intact.
+    Keras writes the model to ``.<name>.partial.keras`` next to ``filepath`` at an epoch end, which is then
+    renamed over ``filepath``: a kill while saving leaves the previous best model intact.
 
     Args:
         filepath: the ``.keras`` file (``best.keras``).
@@ -222,37 +232,28 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
         super().__init__(str(self.partial_path), monitor=monitor, mode="max", save_best_only=True,
                          initial_value_threshold=best)
 
-    def _save_model(self, epoch, batch, logs):
+    def on_epoch_end(self, epoch, logs=None):
         self.partial_path.unlink(missing_ok=True)
-        super()._save_model(epoch, batch, logs)
+        super().on_epoch_end(epoch, logs)  # save_freq="epoch": the only place ModelCheckpoint saves
         if self.partial_path.exists():
             self.partial_path.replace(self.final_path)
 
 
-class HistoryLog(keras.callbacks.Callback):
-    """history.csv from the epoch logs, rewritten atomically at every epoch end.
+class HistoryFile(keras.callbacks.Callback):
+    """history.csv from ``state.history`` (the rows `zoo.core.EpochRecord` keeps in a
+    `zoo.core.TrainingState`, restored from the backup on resume), rewritten atomically at every epoch
+    end, so an epoch retrained after a kill appears once. Columns: ``epoch`` (0-based, as
+    keras.callbacks.CSVLogger) then the metric keys sorted. Put it after the EpochRecord callback."""
 
-    Columns: ``epoch`` (0-based, as keras.callbacks.CSVLogger) then the log keys sorted. ``rows`` starts
-    from the restored backup's rows, so the file never holds an epoch twice.
-    """
-
-    def __init__(self, path, rows=()):
+    def __init__(self, path, state):
         super().__init__()
         self.path = Path(path)
-        self.rows = [dict(row) for row in rows]
+        self.state = state
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch}
-        for key, value in (logs or {}).items():
-            value = _as_float(value)
-            if value is not None:
-                row[key] = value
-        self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
-        self.write()
-
-    def write(self):
-        keys = sorted({key for row in self.rows for key in row} - {"epoch"})
-        write_csv_atomic(self.path, self.rows, ["epoch", *keys])
+        rows = self.state.history
+        keys = sorted({key for row in rows for key in row} - {"epoch"})
+        write_csv_atomic(self.path, rows, ["epoch", *keys])
 
 
 EPOCH_TIMER_KEYS = ("train_time_s", "train_steps", "learning_rate")
@@ -325,8 +326,6 @@ def current_learning_rate(optimizer):
 def tensorboard_callback(log_dir):
     """Keras' TensorBoard callback, or None when the ``tensorboard`` package is missing
     (it comes with ``pip install keras-ssm[data]``)."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("tensorboard") is None:
         return None
     return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)

@@ -86,14 +86,15 @@ def is_temporary(path) -> bool:
     return name.startswith(".") and name.endswith(_TMP_SUFFIX)
 
 
-def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file + fsync + ``os.replace`` (same directory)."""
+def _write_atomic(path, mode: str, write) -> Path:
+    """``write(f)`` into a temporary file next to ``path`` (opened with ``mode``), fsync, ``os.replace`` over
+    ``path``; the temporary file is removed when anything fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with open(tmp, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -102,6 +103,11 @@ def write_text_atomic(path, text: str) -> Path:
             tmp.unlink()
         raise
     return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file + fsync + ``os.replace`` (same directory)."""
+    return _write_atomic(path, "w", lambda f: f.write(text))
 
 
 def write_json_atomic(path, data) -> Path:
@@ -120,21 +126,8 @@ def write_csv_atomic(path, rows, fieldnames) -> Path:
 
 
 def write_npz_atomic(path, arrays: dict) -> Path:
-    """``numpy.savez`` of ``arrays`` ({name: array}) to ``path``, through a temporary file + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")  # a file object: savez adds no suffix
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
+    """``numpy.savez`` of ``arrays`` ({name: array}) to ``path``, atomically (as :func:`write_text_atomic`)."""
+    return _write_atomic(path, "wb", lambda f: np.savez(f, **arrays))  # a file object: savez adds no suffix
 
 
 def save_weights_atomic(model, path) -> Path:

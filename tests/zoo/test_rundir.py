@@ -80,14 +80,14 @@ KILL_SCRIPT = textwrap.dedent(
             if where == "step" and KillAtStep.steps == at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    save = callbacks.RunBackup._save_model
+    save = callbacks.RunBackup.save_backup
 
-    def save_or_die(self):
-        if where == "backup" and self._current_epoch == at:
+    def save_or_die(self, epoch):
+        if where == "backup" and epoch == at:
             os.kill(os.getpid(), signal.SIGKILL)
-        save(self)
+        save(self, epoch)
 
-    callbacks.RunBackup._save_model = save_or_die
+    callbacks.RunBackup.save_backup = save_or_die
     train(config, callbacks=[KillAtStep()])
     """
 )
