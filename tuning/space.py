@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from keras_ssm.ops.init import DISCRETE_INITS, EIGENVALUE_INITS, parse_init_name
+from keras_ssm.ops.init import EIGENVALUE_INITS, check_init_string
 from zoo.configs import read_json_object
 
 #: The eigenvalue initialisations a sweep tries by default (keras_ssm.ops.initial_eigenvalues).
@@ -76,26 +76,12 @@ def _check_dimension_name(name: str, source: str) -> None:
 
 
 def _check_init_value(value: Any, source: str) -> str:
-    """An init choice: a name of INIT_CHOICES, a discrete family with parameters
-    ("unity_rings:rho=0.99,p=4", "linear_magnitudes:rho=0.95") or a path to a readable .npy file of
-    continuous eigenvalues (checked against d_state when each trial's config is built)."""
-    if isinstance(value, str) and value.endswith(".npy"):
-        try:
-            import numpy as np
-
-            np.load(value)
-        except OSError as err:
-            raise ValueError(f"{source}: `init` file {value!r} could not be read: {err}") from None
-        return value
-    name = value.partition(":")[0] if isinstance(value, str) else None
-    if name not in INIT_CHOICES + DISCRETE_INITS:
-        raise ValueError(f"{source}: unknown `init` {value!r}; allowed: {', '.join(INIT_CHOICES + DISCRETE_INITS)} "
-                         f"(discrete families with parameters, e.g. unity_rings:rho=0.99,p=4), or a .npy file.")
+    """An init choice (``keras_ssm.ops.init.check_init_string``; checked against d_state when each trial's
+    config is built)."""
     try:
-        parse_init_name(value)
+        return check_init_string(value)
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None
-    return value
 
 
 def _check_value(name: str, value: Any, source: str) -> Any:
@@ -214,6 +200,7 @@ class SearchSpace:
             raise ValueError(f"{source}: missing dimension(s) {missing}.")
         self._values = {name: check_dimension(name, _json_form(dimensions[name]), source) for name in DIMENSIONS}
         _check_dt_bounds(self._values["dt_min"], self._values["dt_max"])
+        # here: KerasTuner imports Keras and TensorFlow (5.9 s measured), which sweep.py --help does not pay
         import keras_tuner as kt
 
         self.hyperparameters = kt.HyperParameters()
@@ -268,7 +255,7 @@ class SearchSpace:
         ``dt_max_position`` (Float in [0, 1]), ``init`` (Choice), ``trainable_eigenvalues`` (Boolean),
         ``lr`` (Float, log); fixed dimensions are ``Fixed`` so every trial records them.
         """
-        import keras_tuner as kt
+        import keras_tuner as kt  # 5.9 s to import (see __init__)
 
         hp = kt.HyperParameters()
         dt_min_low = _bounds(self._values["dt_min"])[0]

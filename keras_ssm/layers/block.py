@@ -2,9 +2,8 @@
 
 import keras
 
+from keras_ssm.choices import NORMS
 from keras_ssm.layers.base import check_rate
-
-NORMS = ("batch", "layer")
 
 
 @keras.saving.register_keras_serializable(package="keras_ssm")

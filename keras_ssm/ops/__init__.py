@@ -5,8 +5,9 @@ contractions go through `keras_ssm.ops.precision` (full float32 whatever the bac
 `set_kernel_precision` / `kernel_precision` switch them to the backend's default).
 `keras_ssm.ops.fft`: real FFTs with complex64 spectra on every backend. `keras_ssm.ops.init`: numpy,
 used at build time. `keras_ssm.ops.reference`: the kernels in float64 numpy from the raw parameters
-(reference values for tests and the GPU check). Names load on first use so that numpy-only callers do not
-import keras.
+(reference values for tests and the GPU check). Names load on first use so that numpy-only callers (`init`, `discrete`,
+`reference`; the zoo's config checks) do not import keras (6 s with jax, measured); `_EXPORTS` maps each name
+to its module.
 """
 
 import importlib
@@ -22,6 +23,7 @@ _EXPORTS = {
     "linear_magnitudes": "init",
     "unity_rings": "init",
     "check_eigenvalue_init": "init",
+    "check_init_string": "init",
     "resolve_eigenvalue_init": "init",
     "frozen_mode_mask": "init",
     "DISCRETIZATIONS": "discrete",

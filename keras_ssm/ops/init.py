@@ -173,12 +173,13 @@ def _check_rho(rho):
     return float(rho)
 
 
-def parse_init_name(init):
+def parse_init_name(init, other_forms="an array of eigenvalues or a DiscreteEigenvalues"):
     """Split a named init "name" or "name:key=value,key=value" into (name, params).
 
     Discrete families take parameters, e.g. "unity_rings:rho=0.99,p=4" or "linear_magnitudes:rho=0.95";
     the continuous names ("inv", ...) take none. Values are parsed as int when they look like one, else
-    float. Unknown names, keys or values are ValueErrors naming the allowed ones.
+    float. Unknown names, keys or values are ValueErrors naming the allowed ones; ``other_forms`` ends
+    the unknown-name message with the other forms the caller accepts.
     """
     if not isinstance(init, str):
         raise ValueError(f"`init` must be a string, got {init!r}.")
@@ -186,8 +187,7 @@ def parse_init_name(init):
     allowed = EIGENVALUE_INITS + DISCRETE_INITS
     if name not in allowed:
         raise ValueError(f"`init` must be one of {allowed} (discrete families take parameters, e.g. "
-                         f"'unity_rings:rho=0.99,p=4'), an array of eigenvalues or a DiscreteEigenvalues, "
-                         f"got {init!r}.")
+                         f"'unity_rings:rho=0.99,p=4'), {other_forms}, got {init!r}.")
     params = {}
     if rest:
         if name not in DISCRETE_INITS:
@@ -308,6 +308,27 @@ def init_to_config(init):
     return {"kind": kind, "real": values.real.tolist(), "imag": values.imag.tolist()}
 
 
+def _read_init_file(path):
+    try:
+        return np.load(path)
+    except OSError as err:
+        raise ValueError(f"`init` file {path!r} could not be read: {err}") from None
+
+
+def check_init_string(init):
+    """Validate an `init` given as text (a config file, a command line, a search space) and return it.
+
+    Accepted: a name of `EIGENVALUE_INITS + DISCRETE_INITS`, discrete families with parameters
+    ("unity_rings:rho=0.99,p=4"), or a path to a readable .npy file of continuous eigenvalues. What depends
+    on the state size n is checked by `check_eigenvalue_init` once n is known.
+    """
+    if isinstance(init, str) and init.endswith(".npy"):
+        _read_init_file(init)
+    else:
+        parse_init_name(init, other_forms="or a path to a .npy file of continuous eigenvalues")
+    return init
+
+
 def check_eigenvalue_init(init, n, allowed_names=None, discretization="zoh"):
     """Validate an `init` argument of S4D / S4 and return its normal form.
 
@@ -334,10 +355,7 @@ def check_eigenvalue_init(init, n, allowed_names=None, discretization="zoh"):
         values = np.asarray(init["real"], np.float64) + 1j * np.asarray(init["imag"], np.float64)
         init = DiscreteEigenvalues(values) if init["kind"] == "discrete" else values
     if isinstance(init, str) and init.endswith(".npy"):
-        try:
-            init = np.load(init)
-        except OSError as err:
-            raise ValueError(f"`init` file {init!r} could not be read: {err}") from None
+        init = _read_init_file(init)
     if isinstance(init, str):
         name, params = parse_init_name(init)
         if name not in allowed:

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from keras_ssm.devices import configure_tensorflow
+
 logger = logging.getLogger("zoo.data")
 
 #: Environment variable that overrides the default cache directory.
@@ -398,10 +400,8 @@ def truncate_rows(rows: RaggedArray, max_length: int, what: str) -> RaggedArray:
 
 def tfds_arrays(name: str, split: str, data_dir, download: bool, hint: str):
     """All examples of a tfds split as numpy arrays (features, labels); clear error when not prepared."""
-    from keras_ssm.devices import configure_tensorflow
-
     configure_tensorflow()  # hide GPUs from TensorFlow before tfds starts it (as zoo.data.pipeline.tensorflow)
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # here: it imports TensorFlow (seconds), which only the tfds sources need
 
     try:
         dataset = tfds.load(name, split=split, data_dir=None if data_dir is None else str(data_dir),

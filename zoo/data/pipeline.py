@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_ssm.devices import configure_tensorflow
+
 from ._common import RaggedArray, SplitData
 
 
@@ -21,8 +23,6 @@ def tensorflow():
     takes no GPU memory; with the tensorflow backend, GPU memory grows on demand
     (`keras_ssm.devices.configure_tensorflow`). Call before any other TensorFlow use (tfds included).
     """
-    from keras_ssm.devices import configure_tensorflow
-
     return configure_tensorflow()
 
 
