@@ -34,6 +34,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # keras_ssm from this checkout
 from keras_ssm.devices import describe  # noqa: E402  (imports no backend)
+from zoo.registry import SSM_LAYERS  # noqa: E402  (imports no backend)
 
 DEFAULT_SIZES = [(16, 256, 64, 1024), (8, 128, 64, 4096), (2, 128, 64, 16384)]
 IMPLEMENTATIONS = ("jax", "tensorflow", "torch", "torch-reference")
@@ -139,11 +140,7 @@ def keras_step(layer_name, batch, H, n, L, part="layer", **layer_kwargs):
     import keras
     import numpy as np
 
-    import keras_ssm
-
-    cls = {"s4d": keras_ssm.S4D, "s4": getattr(keras_ssm, "S4", None)}[layer_name]
-    if cls is None:
-        raise SystemExit("keras_ssm.S4 is not available")
+    cls = SSM_LAYERS.lookup(layer_name).layer_class
     if part not in ("layer", "kernel"):
         raise ValueError(f"`part` must be 'layer' or 'kernel', got {part!r}")
     layer = cls(n=n, seed=0, **layer_kwargs)
@@ -359,7 +356,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS),
                         help="implementations to run (default: every installed one)")
-    parser.add_argument("--layers", nargs="+", choices=("s4d", "s4"), default=["s4d"],
+    parser.add_argument("--layers", nargs="+", choices=SSM_LAYERS, default=["s4d"],
                         help="keras_ssm layers to time (the torch reference is S4D)")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=DEFAULT_SIZES,
                         help="batch,H,n,L tuples (default: the three sizes of the issue)")

@@ -27,13 +27,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keras_ssm.ops.init import DISCRETE_INITS, EIGENVALUE_INITS
+from keras_ssm import choices
+from keras_ssm.ops.init import (
+    DISCRETE_INITS,
+    EIGENVALUE_INITS,
+    check_eigenvalue_init,
+    check_frozen_modes,
+    check_init_string,
+)
 from zoo.data.api import TASKS
+from zoo.registry import SSM_LAYERS
 
 PRESETS = ("full", "small", "quick")
 DEFAULT_PRESET = "quick"
-MODELS = ("s4d", "s4")
-NORMS = ("batch", "layer")
+#: The SSM layers (zoo.registry.SSM_LAYERS: "s4d", "s4" and any registered later).
+MODELS = SSM_LAYERS
+NORMS = choices.NORMS
 #: Sequence pooling before the classifier: masked mean over time, or the last (non-padded) step.
 POOLINGS = ("mean", "last")
 DISTRIBUTE = (None, "data")
@@ -42,7 +51,7 @@ DISTRIBUTE = (None, "data")
 #: file of continuous eigenvalues (N/2,) or (H, N/2) (keras_ssm.ops.init.check_eigenvalue_init).
 INITS = (None,) + EIGENVALUE_INITS + DISCRETE_INITS
 #: Discretizations (None = the layer's default: "zoh" for S4D, "bilinear" for S4, which requires it).
-DISCRETIZATIONS = (None, "zoh", "bilinear")
+DISCRETIZATIONS = (None,) + choices.DISCRETIZATIONS
 
 
 # Fields that say where and how loudly a run happens, not what it computes: a resuming invocation (or
@@ -160,11 +169,9 @@ class TrainConfig:
 
     def _resolved_note(self, name: str) -> str:
         """For ``init`` and ``discretization`` left at None: what the model's layer uses instead."""
-        if name not in ("init", "discretization") or getattr(self, name) is not None or self.model not in MODELS:
+        if name not in ("init", "discretization") or getattr(self, name) is not None:
             return ""
-        import keras_ssm
-
-        layer = keras_ssm.S4D if self.model == "s4d" else keras_ssm.S4
+        layer = SSM_LAYERS[self.model].layer_class
         return f"  (the {layer.__name__} default: {getattr(layer, 'default_' + name)!r})"
 
 
@@ -217,16 +224,12 @@ def _check_positive(name, value, allow_zero=False):
 
 
 def _check_init(config: TrainConfig) -> None:
-    """`init`: None, a name of INITS (discrete families with parameters), or a readable .npy file whose
-    eigenvalues suit d_state; `frozen_modes`: a fraction in [0, 1] of a model whose eigenvalues train."""
-    from keras_ssm.ops.init import check_eigenvalue_init, check_frozen_modes  # numpy only
-
+    """`init`: None or what ``check_eigenvalue_init`` accepts for d_state (a name of INITS, a discrete family
+    with parameters, a readable .npy file); `frozen_modes`: a fraction in [0, 1] of a model whose eigenvalues
+    train."""
     if config.init is not None:
-        if not config.init.endswith(".npy") and config.init.partition(":")[0] not in INITS:
-            raise ValueError(f"Config key `init` must be one of {INITS[1:]} (discrete families with parameters, "
-                             f"e.g. 'unity_rings:rho=0.99,p=4') or a path to a .npy file, got {config.init!r}.")
         try:
-            check_eigenvalue_init(config.init, config.d_state)
+            check_eigenvalue_init(check_init_string(config.init), config.d_state)
         except ValueError as err:
             raise ValueError(f"Config key `init`: {err}") from None
     if config.frozen_modes is not None:
@@ -363,6 +366,31 @@ QUICK = {
 PRESET_TABLES = {"full": FULL, "small": SMALL, "quick": QUICK}
 
 
+def register_presets(task: str, *, full: dict, small: dict | None = None, quick: dict | None = None,
+                     replace: bool = False) -> None:
+    """Add the preset rows of a registered task (``zoo.data.register_task``): TrainConfig fields (other than
+    task and preset) over ``_COMMON``; ``small`` defaults to ``full``, ``quick`` to ``small``.
+
+    Raises:
+        ValueError: unknown task or key, a row that does not make a valid config, or rows registered before
+            (unless ``replace``).
+    """
+    _check_choice("task", task, TASKS)
+    small = full if small is None else small
+    rows = {"full": full, "small": small, "quick": small if quick is None else quick}
+    for preset, row in rows.items():
+        unknown = sorted(set(row) - set(FIELD_NAMES) | set(row) & {"task", "preset"})
+        if unknown:
+            raise ValueError(f"Preset row {task!r}/{preset!r}: key(s) {unknown} are not preset fields. Valid keys: "
+                             f"{', '.join(name for name in FIELD_NAMES if name not in ('task', 'preset'))}.")
+        if task in PRESET_TABLES[preset] and not replace:
+            raise ValueError(f"Task {task!r} has a {preset!r} preset already; pass replace=True to replace it.")
+    for preset, row in rows.items():
+        TrainConfig(task=task, preset=preset, **{**_COMMON, **row})  # every row must make a valid config
+    for preset, row in rows.items():
+        PRESET_TABLES[preset][task] = dict(row)
+
+
 def get_config(task: str, preset: str = DEFAULT_PRESET, **overrides) -> TrainConfig:
     """The preset ``preset`` for ``task``, with ``overrides`` (TrainConfig fields) applied.
 
@@ -371,6 +399,8 @@ def get_config(task: str, preset: str = DEFAULT_PRESET, **overrides) -> TrainCon
     """
     _check_choice("task", task, TASKS)
     _check_choice("preset", preset, PRESETS)
+    if task not in PRESET_TABLES[preset]:
+        raise ValueError(f"Task {task!r} has no {preset!r} preset; add its rows with zoo.configs.register_presets.")
     values = {**_COMMON, **PRESET_TABLES[preset][task]}
     values["data_options"] = dict(values.get("data_options", {}))
     base = TrainConfig(task=task, preset=preset, **values)

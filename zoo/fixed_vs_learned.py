@@ -48,8 +48,6 @@ from zoo.rundir import (
 )
 from zoo.runs import train
 
-#: The layer's own default initialisation, named explicitly so run directories and tables say which it is.
-DEFAULT_INIT = {"s4d": "inv", "s4": "legs"}
 _RESULTS_FIX = "Delete it and rerun the same command: the run is evaluated again from its best.keras."
 #: The tasks of ``python zoo/experiment.py fixed-vs-learned`` without --tasks.
 DEFAULT_TASKS = ("listops", "digits", "delayed_recall", "delayed_recall_short")
@@ -110,9 +108,10 @@ def plan_runs(tasks, seeds, *, preset: str = "quick", model: str = "s4d", inits=
         tasks: task names (zoo.configs.TASKS).
         seeds: number of seeds (0..n-1) or a list of seeds.
         preset: "quick", "small" or "full".
-        model: "s4d" or "s4".
+        model: a name of zoo.configs.MODELS ("s4d", "s4").
         inits: eigenvalue initialisations (zoo.configs.INITS without None); None = the model's default
-            (``DEFAULT_INIT``: "inv" for S4D, "legs" for S4).
+            (the layer class's ``default_init``: "inv" for S4D, "legs" for S4), named explicitly so that run
+            directories and tables say which it is.
         output_dir: the experiment directory; run ``k`` lives in :func:`run_directory`.
         overrides: TrainConfig fields applied to every run on top of the preset (``data_options`` entries
             are merged), e.g. ``{"epochs": 2, "data_dir": "..."}``. The keys in ``EXPERIMENT_KEYS`` are set
@@ -132,10 +131,9 @@ def plan_runs(tasks, seeds, *, preset: str = "quick", model: str = "s4d", inits=
         raise ValueError(f"`tasks` must not repeat a task, got {tasks}.")
     if preset not in PRESETS:
         raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}.")
-    if model not in MODELS:
-        raise ValueError(f"`model` must be one of {MODELS}, got {model!r}.")
+    layer = MODELS.lookup(model)
     allowed_inits = tuple(i for i in INITS if i is not None)
-    inits = (DEFAULT_INIT[model],) if inits is None else tuple(inits)
+    inits = (layer.default_init,) if inits is None else tuple(inits)
     if not inits or any(i not in allowed_inits for i in inits):
         raise ValueError(f"`inits` entries must be one of {allowed_inits}, got {inits!r}.")
     if len(set(inits)) != len(inits):

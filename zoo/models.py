@@ -22,6 +22,8 @@ import keras
 import keras_ssm
 from keras_ssm.layers.pooling import LastStep, MaskedMeanPooling
 from zoo.configs import DEFAULT_PRESET, get_config
+from zoo.data.api import get_task, resolve_task_options
+from zoo.registry import SSM_LAYERS
 
 
 @dataclass(frozen=True)
@@ -35,45 +37,11 @@ class InputSpec:
     two_inputs: bool = False
 
 
-# Nominal LRA shapes (sequence lengths and class counts of Tay et al. 2021, "Long Range Arena"), used to
-# build a preset's model without its data (parameter counts).
-# Token vocabularies include the pad id 0: listops 10 digits + 4 operators + "]" + pad = 16;
-# bytes 256 + pad = 257; pixels 256 + pad = 257; digits 17 intensities + pad = 18.
-_NOMINAL = {
-    "listops": dict(seq_len=2000, vocab_size=16, num_classes=10),
-    "text": dict(seq_len=4096, vocab_size=257, num_classes=2),
-    "retrieval": dict(seq_len=4000, vocab_size=257, num_classes=2, two_inputs=True),
-    "image": dict(seq_len=1024, vocab_size=257, num_classes=10),
-    "pathfinder": dict(seq_len=1024, vocab_size=257, num_classes=2),
-    "pathx": dict(seq_len=16384, vocab_size=257, num_classes=2),
-    "digits": dict(seq_len=64, vocab_size=18, num_classes=10),
-    # 8 symbols + pad (zoo.data.delayed_recall defaults)
-    "delayed_recall": dict(seq_len=256, vocab_size=9, num_classes=8),
-    "delayed_recall_short": dict(seq_len=256, vocab_size=9, num_classes=8),
-}
-
-
 def nominal_input_spec(task: str, data_options: dict | None = None) -> InputSpec:
-    """The nominal input shape of ``task`` (LRA sizes), honouring ``max_length`` and ``encoding`` options.
-
-    For building and counting parameters without loading data; training uses the loader's TaskInfo.
-    """
-    if task not in _NOMINAL:
-        raise ValueError(f"`task` must be one of {tuple(_NOMINAL)}, got {task!r}.")
-    options = data_options or {}
-    spec = dict(_NOMINAL[task])
-    spec.setdefault("two_inputs", False)
-    for key in ("max_length", "seq_len"):
-        if key in options:
-            spec["seq_len"] = int(options[key])
-    if task.startswith("delayed_recall") and "num_classes" in options:
-        spec["num_classes"] = int(options["num_classes"])
-        spec["vocab_size"] = spec["num_classes"] + 1
-    if options.get("encoding") == "real":
-        spec["vocab_size"], spec["n_features"] = None, 1
-    else:
-        spec["n_features"] = None
-    return InputSpec(**spec)
+    """The input shape of ``task`` under its default options updated by ``data_options``, from the task's
+    registered spec (``zoo.data.get_task(task).input_shape``), without loading data; training uses the
+    loader's TaskInfo, which it equals."""
+    return InputSpec(**get_task(task).input_shape(resolve_task_options(task, data_options or {})))
 
 
 def input_spec_from_info(info) -> InputSpec:
@@ -83,14 +51,16 @@ def input_spec_from_info(info) -> InputSpec:
 
 
 def make_ssm_layer(config, index: int, seq_len: int | None = None):
-    """The SSM layer of block ``index``: keras_ssm.S4D or keras_ssm.S4 with the config's settings.
+    """The SSM layer of block ``index``: the class registered for ``config.model`` (``zoo.registry.SSM_LAYERS``)
+    with the config's settings and the layer's own fields (``rank`` for S4).
 
     `init="memory"` without a horizon is designed for ``seq_len`` (the task's sequence length).
     """
+    layer = SSM_LAYERS.lookup(config.model)
     init = config.init
     if init == "memory" and seq_len is not None:
         init = f"memory:horizon={int(seq_len)}"
-    kwargs = dict(
+    return layer.layer_class(
         n=config.d_state,
         init=init,
         trainable_eigenvalues=config.trainable_eigenvalues,
@@ -102,12 +72,8 @@ def make_ssm_layer(config, index: int, seq_len: int | None = None):
         frozen_modes=config.frozen_modes,
         seed=config.seed * 1000 + index,  # layers draw their own numpy seeds; keep runs reproducible
         name=f"ssm{index}",
+        **{name: getattr(config, name) for name in layer.fields},
     )
-    if config.model == "s4d":
-        return keras_ssm.S4D(**kwargs)
-    if config.model == "s4":
-        return keras_ssm.S4(rank=config.rank, **kwargs)
-    raise ValueError(f"`model` must be 's4d' or 's4', got {config.model!r}.")
 
 
 def _norm_layer(norm: str, name: str, momentum: float):
@@ -150,7 +116,7 @@ def build_model(config, spec=None, *, preset: str | None = None, **overrides) ->
         config: a task name (one of ``zoo.configs.TASKS``: its ``preset`` config with ``overrides``) or a
             ``zoo.configs.TrainConfig``.
         spec: the inputs, an InputSpec or a ``zoo.data.TaskInfo``; None = the task's nominal LRA shape
-            (``nominal_input_spec``, honouring the config's ``max_length`` / ``seq_len`` / ``encoding``).
+            (``nominal_input_spec`` of the config's ``data_options``).
         preset: "full", "small" or "quick" (default: the zoo's default preset); only with a task name.
         overrides: TrainConfig fields; only with a task name.
 

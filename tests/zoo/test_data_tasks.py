@@ -263,7 +263,7 @@ def test_keras_fit_on_current_backend():
 
 
 def test_api_errors():
-    with pytest.raises(ValueError, match="name='lisops' is not supported"):
+    with pytest.raises(ValueError, match=r"`task` must be one of \('listops', .*got 'lisops'"):
         load_task_arrays("lisops", "train")
     with pytest.raises(ValueError, match="split='valid'"):
         load_task_arrays("digits", "valid")

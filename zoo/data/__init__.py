@@ -62,13 +62,29 @@ Generators run in ``num_workers`` spawned processes: scripts that call them need
 """
 
 from ._common import DataError, DataNotFoundError, MalformedDataError, RaggedArray, SplitData, default_cache_dir
-from .api import LRA_TASKS, SPLITS, TASKS, TaskInfo, load_task, load_task_arrays, task_options
+from .api import (
+    LRA_TASKS,
+    SPLITS,
+    TASKS,
+    TaskInfo,
+    TaskSpec,
+    get_task,
+    load_task,
+    load_task_arrays,
+    register_task,
+    resolve_task_options,
+    task_options,
+)
 
 __all__ = [
     "LRA_TASKS",
     "TASKS",
     "SPLITS",
     "TaskInfo",
+    "TaskSpec",
+    "get_task",
+    "register_task",
+    "resolve_task_options",
     "load_task",
     "load_task_arrays",
     "task_options",

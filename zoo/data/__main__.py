@@ -11,6 +11,8 @@ import argparse
 import ast
 import logging
 
+from zoo.configs import get_config
+
 from .api import SPLITS, TASKS, load_task_arrays, task_options
 
 
@@ -51,8 +53,6 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     options = dict(args.options)
     if args.preset is not None:
-        from zoo.configs import get_config
-
         options = {**get_config(args.task, args.preset).data_options, **options}
     for split in SPLITS:
         try:

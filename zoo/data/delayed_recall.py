@@ -32,6 +32,7 @@ import numpy as np
 
 from ._common import SplitData, check_positive_int
 from .pipeline import InputEncoding
+from .registry import TaskSpec, register_task
 
 SYMBOL_OFFSET = 1
 SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
@@ -48,7 +49,6 @@ DELAYED_RECALL_OPTIONS = {
 }
 #: Defaults of the short variant ("delayed_recall_short"): the same except the delay.
 DELAYED_RECALL_SHORT_OPTIONS = {**DELAYED_RECALL_OPTIONS, "delay": 4}
-TASK_OPTIONS = {"delayed_recall": DELAYED_RECALL_OPTIONS, "delayed_recall_short": DELAYED_RECALL_SHORT_OPTIONS}
 
 
 def check_delayed_recall_options(delay, seq_len, num_classes) -> None:
@@ -104,3 +104,26 @@ def load_delayed_recall(split: str, *, delay, seq_len, num_classes, num_train, n
     symbols, labels = generate_delayed_recall(sizes[split], seq_len=seq_len, delay=delay, num_classes=num_classes,
                                               seed=(int(data_seed), SPLIT_INDEX[split]))
     return SplitData(inputs=(symbols,), labels=labels), int(seq_len)
+
+
+def load_delayed_recall_split(split: str, data_dir, cache_dir, options: dict) -> tuple[SplitData, int]:
+    return load_delayed_recall(split, **{key: value for key, value in options.items() if key != "encoding"})
+
+
+def _check_options(options: dict) -> None:
+    check_delayed_recall_options(options["delay"], options["seq_len"], options["num_classes"])
+
+
+def _shape(options: dict) -> dict:
+    return {"seq_len": int(options["seq_len"]), "num_classes": int(options["num_classes"]),
+            "vocab_size": vocab_size(int(options["num_classes"]))}
+
+
+def _encoding(options: dict) -> InputEncoding:
+    return delayed_recall_encoding(options["encoding"], options["num_classes"])
+
+
+for _name, _options in (("delayed_recall", DELAYED_RECALL_OPTIONS),
+                        ("delayed_recall_short", DELAYED_RECALL_SHORT_OPTIONS)):
+    register_task(TaskSpec(name=_name, options=_options, load=load_delayed_recall_split, encoding=_encoding,
+                           **_shape(_options), check_options=_check_options, shape=_shape))

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ._common import DataNotFoundError, MalformedDataError, SplitData, logger, tfds_arrays
-from .pipeline import InputEncoding
+from .pipeline import InputEncoding, tensorflow
+from .registry import TaskSpec, register_task
 
 NUM_CLASSES = 10
 SEQ_LEN = 1024
@@ -52,8 +53,6 @@ def image_encoding(encoding: str) -> InputEncoding:
 
 def rgb_to_gray_sequences(images: np.ndarray) -> np.ndarray:
     """(N, 32, 32, 3) uint8 RGB -> (N, 1024) uint8 grayscale, row-major (tf.image.rgb_to_grayscale)."""
-    from .pipeline import tensorflow
-
     tf = tensorflow()
 
     gray = tf.image.rgb_to_grayscale(tf.constant(images, dtype=tf.uint8)).numpy()
@@ -119,3 +118,12 @@ def load_image(split: str, *, data_dir, download: bool) -> tuple[SplitData, int]
     if images.shape[1:] != (32, 32, 3):
         raise MalformedDataError(f"CIFAR-10 images must be 32x32x3, got {images.shape[1:]}")
     return SplitData(inputs=(rgb_to_gray_sequences(images),), labels=labels), SEQ_LEN
+
+
+def load_image_split(split: str, data_dir, cache_dir: Path, options: dict) -> tuple[SplitData, int]:
+    return load_image(split, data_dir=data_dir, download=options["download"])
+
+
+register_task(TaskSpec(name="image", options=IMAGE_OPTIONS, load=load_image_split,
+                       encoding=lambda options: image_encoding(options["encoding"]), seq_len=SEQ_LEN,
+                       vocab_size=VOCAB_SIZE, num_classes=NUM_CLASSES))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ._common import (
     LRA_ARCHIVE_HINT,
@@ -51,6 +52,8 @@ from ._common import (
     truncate_rows,
     verify_check,
 )
+from .pipeline import InputEncoding
+from .registry import TaskSpec, register_task
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 END = "]"
@@ -209,8 +212,6 @@ def generate_listops_files(out_dir: Path, config: ListOpsGeneratorConfig, num_wo
     Deterministic for a given config (independent of ``num_workers``). Duplicate trees are skipped
     (counted in the log).
     """
-    from tqdm.auto import tqdm
-
     total = config.num_train + config.num_val + config.num_test
     if num_workers is None:  # starting a process costs about a second: use one per 20k trees
         num_workers = min(os.cpu_count() or 1, max(1, total // 20_000))
@@ -420,3 +421,12 @@ def load_listops(split: str, *, data_dir, cache_dir: Path, num_train, num_val, n
     (rows,) = data.inputs
     rows = truncate_rows(rows, max_length, f"listops {path}")
     return SplitData(inputs=(rows,), labels=data.labels), max_length
+
+
+def load_listops_split(split: str, data_dir, cache_dir: Path, options: dict) -> tuple[SplitData, int]:
+    return load_listops(split, data_dir=data_dir, cache_dir=cache_dir, **options)
+
+
+register_task(TaskSpec(name="listops", options=LISTOPS_OPTIONS, load=load_listops_split,
+                       encoding=lambda options: InputEncoding("tokens"), seq_len=LISTOPS_OPTIONS["max_length"],
+                       vocab_size=VOCAB_SIZE, num_classes=NUM_CLASSES))

@@ -33,6 +33,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from ._common import (
     LRA_ARCHIVE_HINT,
@@ -41,6 +43,7 @@ from ._common import (
     SplitData,
     atomic_directory,
     check_can_generate,
+    check_choice,
     file_signature,
     first_existing_dir,
     logger,
@@ -51,6 +54,7 @@ from ._common import (
 )
 from .pathfinder_generator import DIFFICULTY_DIRS, GENERATOR_VERSION, PathfinderParams, generate_batch
 from .pipeline import InputEncoding
+from .registry import TaskSpec, register_task
 
 NUM_CLASSES = 2
 VOCAB_SIZE = 257
@@ -59,6 +63,7 @@ IMAGES_PER_BATCH = 1000
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 RESOLUTIONS = (32, 64, 128, 256)
 GENERATED_RESOLUTIONS = (32, 128)
+PATHX_RESOLUTION = 128  # pathx = pathfinder at this resolution (seq_len 16384)
 PATHFINDER_OPTIONS = {
     "resolution": 32,
     "difficulty": 14,
@@ -98,8 +103,6 @@ def write_generated_batch(args) -> tuple[int, int]:
     """Work unit: generate batch ``batch_index`` and write its PNGs and metadata file under ``root``.
 
     Returns (number of images, number of distractors that did not fit)."""
-    from PIL import Image
-
     root, params_dict, seed, batch_index, count = args
     params = PathfinderParams(**{k: (tuple(v) if k == "margins" else v) for k, v in params_dict.items()
                                  if k != "version"})
@@ -124,8 +127,6 @@ def write_generated_batch(args) -> tuple[int, int]:
 def generate_pathfinder_dir(root: Path, params: PathfinderParams, num_examples: int, seed: int,
                             num_workers: int | None = None, progress: bool = True) -> None:
     """Write ``num_examples`` generated images in the official layout into ``root`` (the difficulty dir)."""
-    from tqdm.auto import tqdm
-
     counts = _batch_counts(num_examples)
     tasks = [(str(root), params.to_dict(), seed, b, count) for b, count in enumerate(counts)]
     if num_workers is None:  # starting a process costs about a second: use one per 2000 images
@@ -258,9 +259,6 @@ def read_metadata(directory: Path) -> tuple[list[str], np.ndarray]:
 def decode_images(directory: Path, paths: list[str], labels: np.ndarray, resolution: int,
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """Decode PNGs to (N, resolution**2) uint8; skip missing, unreadable and all-black images (counted)."""
-    from PIL import Image, UnidentifiedImageError
-    from tqdm.auto import tqdm
-
     images = np.zeros((len(paths), resolution * resolution), dtype=np.uint8)
     keep = np.zeros(len(paths), dtype=bool)
     skipped = {"missing": 0, "unreadable": 0, "black": 0}
@@ -406,3 +404,25 @@ def load_pathfinder(split: str, *, data_dir, cache_dir: Path, resolution: int, d
             images, labels = load_difficulty_dir(directory, resolution, cache_dir, progress=progress)
     index = split_indices(len(labels), split, data_seed)
     return SplitData(inputs=(np.asarray(images[index]),), labels=np.asarray(labels[index])), resolution**2
+
+
+def check_pathfinder_options(options: dict) -> None:
+    check_choice("difficulty", options["difficulty"], tuple(DIFFICULTY_DIRS))
+    check_choice("resolution", options.get("resolution", PATHX_RESOLUTION), RESOLUTIONS)
+
+
+def load_pathfinder_split(split: str, data_dir, cache_dir: Path, options: dict) -> tuple[SplitData, int]:
+    options = {"resolution": PATHX_RESOLUTION, **options}
+    options.pop("encoding")
+    return load_pathfinder(split, data_dir=data_dir, cache_dir=cache_dir, **options)
+
+
+def _pathfinder_shape(options: dict) -> dict:
+    return {"seq_len": options.get("resolution", PATHX_RESOLUTION) ** 2}
+
+
+for _name, _options in (("pathfinder", PATHFINDER_OPTIONS), ("pathx", PATHX_OPTIONS)):
+    register_task(TaskSpec(name=_name, options=_options, load=load_pathfinder_split,
+                           encoding=lambda options: pathfinder_encoding(options["encoding"]),
+                           seq_len=_pathfinder_shape(_options)["seq_len"], vocab_size=VOCAB_SIZE,
+                           num_classes=NUM_CLASSES, check_options=check_pathfinder_options, shape=_pathfinder_shape))

@@ -28,6 +28,8 @@ from ._common import (
     log_truncation,
     lra_candidates,
 )
+from .pipeline import InputEncoding
+from .registry import TaskSpec, register_task
 
 NUM_CLASSES = 2
 VOCAB_SIZE = 257
@@ -96,3 +98,13 @@ def load_retrieval(split: str, *, data_dir, cache_dir: Path, max_length: int) ->
                         lambda: read_aan_tsv(path, max_length))
     log_truncation(f"retrieval ({path.name})", data, max_length)
     return data, max_length
+
+
+def load_retrieval_split(split: str, data_dir, cache_dir: Path, options: dict) -> tuple[SplitData, int]:
+    return load_retrieval(split, data_dir=data_dir, cache_dir=cache_dir, **options)
+
+
+register_task(TaskSpec(name="retrieval", options=RETRIEVAL_OPTIONS, load=load_retrieval_split,
+                       encoding=lambda options: InputEncoding("tokens", offset=BYTE_OFFSET),
+                       seq_len=RETRIEVAL_OPTIONS["max_length"], vocab_size=VOCAB_SIZE, num_classes=NUM_CLASSES,
+                       two_inputs=True))

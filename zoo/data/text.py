@@ -29,6 +29,8 @@ from ._common import (
     logger,
     tfds_arrays,
 )
+from .pipeline import InputEncoding
+from .registry import TaskSpec, register_task
 
 NUM_CLASSES = 2
 VOCAB_SIZE = 257  # pad + 256 byte values
@@ -98,3 +100,12 @@ def load_text(split: str, *, data_dir, cache_dir: Path, max_length: int, downloa
         data = read_tfds_split(source_split, data_dir, download, max_length)
     log_truncation(f"text ({source_split})", data, max_length)
     return data, max_length
+
+
+def load_text_split(split: str, data_dir, cache_dir: Path, options: dict) -> tuple[SplitData, int]:
+    return load_text(split, data_dir=data_dir, cache_dir=cache_dir, **options)
+
+
+register_task(TaskSpec(name="text", options=TEXT_OPTIONS, load=load_text_split,
+                       encoding=lambda options: InputEncoding("tokens", offset=BYTE_OFFSET),
+                       seq_len=TEXT_OPTIONS["max_length"], vocab_size=VOCAB_SIZE, num_classes=NUM_CLASSES))
