@@ -115,6 +115,22 @@ def write_json_atomic(path, data) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
+def write_json_exclusive(path, data) -> bool:
+    """``data`` as indented JSON at ``path`` unless a file is there: written to a temporary file, fsynced, then
+    hard-linked to ``path`` (atomic and exclusive: of two writers starting at once, one creates it). Returns
+    whether this call created it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+    _write_atomic(tmp, "w", lambda f: f.write(json.dumps(data, indent=1)))
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+
+
 def write_csv_atomic(path, rows, fieldnames) -> Path:
     """Rows (dicts) under a header of ``fieldnames`` as CSV, written atomically; None is written as ''."""
     buffer = io.StringIO()

@@ -12,14 +12,12 @@ still has one writer (its lock), and finished runs are skipped, so restarting a 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
-import tempfile
 from pathlib import Path
 
-from zoo.rundir import SHARDS_FILE, read_json
+from zoo.rundir import SHARDS_FILE, read_json, write_json_exclusive
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -57,18 +55,8 @@ def claim_plan(output_dir, labels, shards: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / SHARDS_FILE
     mine = {"shards": int(shards), "runs": list(labels)}
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=f".{SHARDS_FILE}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({**mine, "created_by": f"pid {os.getpid()} on {socket.gethostname()}"}, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, path)  # atomic and exclusive: of two shards starting at once, one records the plan
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+    if not path.exists():  # of two shards starting at once, one records the plan
+        write_json_exclusive(path, {**mine, "created_by": f"pid {os.getpid()} on {socket.gethostname()}"})
     stored = read_json(path, "Delete it only if no shard of this experiment is running or will be rerun.")
     if stored.get("shards") != mine["shards"]:
         raise ValueError(f"{path} records an experiment split into {stored.get('shards')} shards; this command "

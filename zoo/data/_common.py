@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from keras_ssm.devices import configure_tensorflow
+from zoo.rundir import write_npz_atomic, write_text_atomic
 
 logger = logging.getLogger("zoo.data")
 
@@ -63,20 +64,6 @@ def file_sha256(path: Path) -> str:
 def check_record_path(path: Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + CHECK_SUFFIX)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename (never a half-written file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 def record_check(path: Path, rows: int) -> None:
@@ -300,17 +287,7 @@ def save_split(path: Path, split: SplitData) -> None:
             arrays[f"x{i}_row_splits"] = x.row_splits
         else:
             arrays[f"x{i}_dense"] = x
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    write_npz_atomic(path, arrays)
     record_check(path, rows=len(split))
 
 
