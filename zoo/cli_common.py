@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from zoo.interrupts import handle_interrupts
+
 __all__ = ["TRACEBACK_ENV", "fail", "parse_set_overrides", "run_interruptible", "want_traceback"]
 
 
@@ -51,9 +53,11 @@ def want_traceback() -> bool:
 
 def run_interruptible(main, args, resume_hint: str) -> int:
     """``main(args)``; Ctrl-C prints one line ending in ``resume_hint`` and returns 130 (the traceback
-    instead when KERAS_SSM_TRACEBACK is set)."""
+    instead when KERAS_SSM_TRACEBACK is set). During a fit, Ctrl-C stops at the end of the current step
+    (:mod:`zoo.interrupts`); a second one stops at once."""
     try:
-        return main(args)
+        with handle_interrupts():
+            return main(args)
     except KeyboardInterrupt:
         if want_traceback():
             raise

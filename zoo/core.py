@@ -41,6 +41,7 @@ from zoo.callbacks import (
 from zoo.configs import TrainConfig
 from zoo.data import TaskInfo, load_task, load_task_arrays
 from zoo.data.pipeline import make_dataset, tensorflow
+from zoo.interrupts import StopAtStepBoundary, fit_scope
 from zoo.models import build_model, count_parameters, input_spec_from_info
 from zoo.optim import make_optimizer
 
@@ -336,15 +337,15 @@ def fit_and_evaluate(config: TrainConfig, data: TrainingData, *, model=None, sta
     build_time = time.perf_counter() - start
     guard, stop_on_divergence = divergence_callbacks(config.divergence_factor, state.divergence_reference)
     timer = EpochTimer()
-    # First the divergence stop (a diverged epoch reaches no later callback), then the timer (its keys go
-    # into the record), the record, and the caller's callbacks.
-    fit_callbacks = [*stop_on_divergence, timer, EpochRecord(state, guard), *callbacks]
+    # First a pending Ctrl-C and the divergence stop (a stopped step reaches no later callback), then the
+    # timer (its keys go into the record), the record, and the caller's callbacks.
+    fit_callbacks = [StopAtStepBoundary(), *stop_on_divergence, timer, EpochRecord(state, guard), *callbacks]
     if verbose:  # short epoch lines: the timings stay in the history, not in the progress bar
         fit_callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
     diverged = None
     if initial_epoch < epochs:
         try:
-            with divergence_errors(guard):
+            with divergence_errors(guard), fit_scope():
                 _fit(model, data, fit_callbacks, initial_epoch, epochs, verbose)
         except TrainingDivergedError as err:
             err.event = dict(guard.event or {})  # what diverged where, for the caller's record

@@ -33,6 +33,7 @@ if __package__ in (None, ""):
 import os  # noqa: E402
 import shlex  # noqa: E402
 
+from zoo.cli_common import run_interruptible  # noqa: E402
 from zoo.fixed_vs_learned import FixedVsLearned  # noqa: E402
 from zoo.memory_horizon import MemoryHorizon  # noqa: E402
 from zoo.reporting import code_version_label  # noqa: E402
@@ -47,8 +48,12 @@ DEFAULT_EXPERIMENT = "fixed-vs-learned"
 
 def main(argv=None) -> int:
     """Dispatch on the experiment name (first argument; none means fixed-vs-learned), then plan, run (or only
-    collect with --report-only; only this shard's groups with --shard), report."""
+    collect with --report-only; only this shard's groups with --shard), report. Ctrl-C: one line, status 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_interruptible(_main, argv, "Rerunning the same command resumes (finished runs are kept).")
+
+
+def _main(argv) -> int:
     if argv and not argv[0].startswith("-"):
         name, rest = argv[0], argv[1:]
         if name not in EXPERIMENTS:
