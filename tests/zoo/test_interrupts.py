@@ -10,6 +10,15 @@ from conftest import tiny_config
 from zoo.core import fit_and_evaluate, load_training_data
 from zoo.interrupts import fit_scope, handle_interrupts, interrupt_pending
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler, as in a terminal (a test runner started in the background inherits SIGINT
+    ignored, and Python then installs none)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 OPTIONS = {"seq_len": 8, "delay": 2, "num_train": 128, "num_val": 32, "num_test": 32}
 
 
