@@ -30,6 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo.interrupts import note_backup, stop_pending
 from zoo.rundir import DamagedFileError, read_json, write_csv_atomic, write_json_atomic
 
 BACKUP_METADATA = "training_metadata.json"  # the name keras.callbacks.BackupAndRestore uses too
@@ -156,48 +157,93 @@ def read_backup(backup_dir) -> dict | None:
 
 
 class RunBackup(keras.callbacks.Callback):
-    """The backup of a run for a bit-exact resume, written atomically (module docstring).
+    """The backup of a run for a bit-exact resume, written atomically (module docstring), at every epoch end
+    and, with ``every_steps`` / ``every_seconds``, inside epochs too.
 
     Args:
         backup_dir: the run's ``checkpoints/`` directory.
         run_state: callable returning a JSON-serialisable dict saved with each backup (the run's own
             state: history rows, divergence reference, ...); :func:`read_backup` returns it as ``"run"``.
+        every_steps, every_seconds: also write a backup after this many training steps / seconds of training
+            since the last one (None: not by that measure); and always at the step during which a stop
+            signal arrived (:mod:`zoo.interrupts`).
 
+    A mid-epoch backup records ``epoch`` (finished epochs), ``batch`` (finished steps of the next epoch) and
+    the metric accumulators (the epoch's running train loss and accuracy, which ``save_weights`` leaves out).
+    ``fit`` must resume at the backup's epoch, over the batches after ``batch`` of it
+    (:func:`zoo.core.fit_and_evaluate` with ``state.epoch_step``): ``keras.callbacks.BackupAndRestore(
+    save_freq=N)`` cannot serve, since its restore repeats the whole epoch and loses the accumulators.
     The backup is kept when training ends: it is the run's record of the last epoch and what a diverged
-    run continues from. ``fit`` must start at the backup's epoch (``initial_epoch=read_backup(backup_dir)
-    ["epoch"]``, 0 without a backup).
+    run continues from.
     """
 
-    def __init__(self, backup_dir, run_state=dict):
+    def __init__(self, backup_dir, run_state=dict, *, every_steps: int | None = None,
+                 every_seconds: float | None = None):
         super().__init__()
         self.run_state = run_state
         self.directory = Path(backup_dir)
+        self.every_steps, self.every_seconds = every_steps, every_seconds
+        self._restored = False
+        self._epoch = 0
+        self._step_offset = 0  # finished steps of the current epoch before this fit (a mid-epoch resume)
+        self._metrics = None  # metric accumulators to restore at the start of the resumed epoch
 
     def on_train_begin(self, logs=None):
-        self.restore_backup()
+        if not self._restored:  # a mid-epoch resume runs two fits (zoo.core); the backup is restored once
+            self._restored = True
+            self.restore_backup()
+        self._since_step, self._since_time = 0, time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self._metrics is not None:  # after Keras reset the accumulators for the epoch
+            by_path = {v.path: v for v in self.model.metrics_variables}
+            for path, value in self._metrics.items():
+                if path in by_path:
+                    by_path[path].assign(np.asarray(value, dtype=by_path[path].dtype))
+            self._metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._since_step += 1
+        if batch + 1 >= self.params.get("steps", math.inf):
+            return  # the epoch's last step: its end-of-epoch backup follows
+        due = (stop_pending() is not None
+               or (self.every_steps is not None and self._since_step >= self.every_steps)
+               or (self.every_seconds is not None and time.perf_counter() - self._since_time >= self.every_seconds))
+        if due:
+            self.save_backup(self._epoch, batch=self._step_offset + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._step_offset = 0
         self.save_backup(epoch + 1)
 
-    def save_backup(self, epoch):
-        """Write the backup after ``epoch`` epochs (1-based: the number of finished epochs)."""
+    def save_backup(self, epoch, batch: int = 0):
+        """Write the backup after ``epoch`` finished epochs (and ``batch`` finished steps of the next one)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if batch and hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()  # the JAX trainer keeps the state off the variables inside an epoch
         previous = read_backup(self.directory)
-        name = f"epoch-{epoch}.weights.h5"
+        name = f"epoch-{epoch}.weights.h5" if not batch else f"epoch-{epoch}-step-{batch}.weights.h5"
         self.model.save_weights(self.directory / name, overwrite=True)
         metadata = {
             "epoch": epoch,
-            "batch": 0,
+            "batch": batch,
             "weights": name,
             "seed_generators": [np.asarray(v.numpy()).tolist() for v in seed_generator_states(self.model)],
+            "metrics": ({v.path: np.asarray(v.numpy()).tolist() for v in self.model.metrics_variables}
+                        if batch else {}),
             "run": self.run_state(),
         }
         write_json_atomic(self.directory / BACKUP_METADATA, metadata)
         if previous is not None and previous["weights"] != name:
             (self.directory / previous["weights"]).unlink(missing_ok=True)
+        self._since_step, self._since_time = 0, time.perf_counter()
+        note_backup(f"the backup of epoch {epoch + 1}, step {batch} in {self.directory}" if batch
+                    else f"the backup after epoch {epoch} in {self.directory}")
 
     def restore_backup(self):
-        """Load the last backup's weights, optimizer state and seed generator states into the model (if any)."""
+        """Load the last backup's weights, optimizer state and seed generator states into the model (if any);
+        a mid-epoch backup's metric accumulators go back at the start of the resumed epoch."""
         metadata = read_backup(self.directory)
         if metadata is None:
             return
@@ -212,6 +258,8 @@ class RunBackup(keras.callbacks.Callback):
             )
         for variable, value in zip(states, metadata["seed_generators"]):
             variable.assign(np.asarray(value, dtype=variable.dtype))
+        self._step_offset = int(metadata.get("batch", 0))
+        self._metrics = metadata.get("metrics") or None
 
 
 class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -262,27 +310,42 @@ EPOCH_TIMER_KEYS = ("train_time_s", "train_steps", "learning_rate")
 class EpochTimer(keras.callbacks.Callback):
     """Adds ``train_time_s`` (training batches only, no validation), ``train_steps`` and ``learning_rate``
     to each epoch's logs (so the history and TensorBoard record them; `QuietEpochLogs` takes them out
-    again before the progress bar prints the epoch line)."""
+    again before the progress bar prints the epoch line).
 
-    def __init__(self):
+    Args:
+        progress: an object whose ``epoch_step`` and ``epoch_train_time_s`` attributes hold the current
+            epoch's finished steps and training seconds (zoo.core.TrainingState): kept up to date at every
+            step (what a mid-epoch backup records), and read at the first epoch, which continues from them
+            after a mid-epoch resume. None: counted here alone.
+    """
+
+    def __init__(self, progress=None):
         super().__init__()
-        self.epochs = []  # (epoch, steps, seconds)
+        self.epochs = []  # (epoch, steps, seconds) of this process
+        self.progress = progress
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
         self._last = self._start
         self._steps = 0
+        resumed = self.progress if self.progress is not None and self.progress.epoch_step else None
+        self._before = (resumed.epoch_step, resumed.epoch_train_time_s) if resumed else (0, 0.0)
 
     def on_train_batch_end(self, batch, logs=None):
         self._steps += 1
         self._last = time.perf_counter()
+        if self.progress is not None:
+            self.progress.epoch_step = self._before[0] + self._steps
+            self.progress.epoch_train_time_s = self._before[1] + self._last - self._start
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = self._last - self._start
         self.epochs.append((epoch, self._steps, seconds))
+        if self.progress is not None:
+            self.progress.epoch_step, self.progress.epoch_train_time_s = 0, 0.0
         if logs is not None:
-            logs["train_time_s"] = seconds
-            logs["train_steps"] = self._steps
+            logs["train_time_s"] = self._before[1] + seconds
+            logs["train_steps"] = self._before[0] + self._steps
             lr = current_learning_rate(self.model.optimizer)
             if lr is not None:
                 logs["learning_rate"] = lr

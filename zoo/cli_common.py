@@ -7,7 +7,14 @@ import json
 import os
 import sys
 
-from zoo.interrupts import handle_interrupts
+from zoo.interrupts import (
+    DEFAULT_PREEMPT_SIGNALS,
+    INTERRUPTED_EXIT,
+    PREEMPTED_EXIT,
+    Preempted,
+    handle_interrupts,
+    last_backup,
+)
 
 __all__ = ["TRACEBACK_ENV", "fail", "parse_set_overrides", "run_interruptible", "want_traceback"]
 
@@ -51,15 +58,27 @@ def want_traceback() -> bool:
     return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 
 
-def run_interruptible(main, args, resume_hint: str) -> int:
-    """``main(args)``; Ctrl-C prints one line ending in ``resume_hint`` and returns 130 (the traceback
-    instead when KERAS_SSM_TRACEBACK is set). During a fit, Ctrl-C stops at the end of the current step
-    (:mod:`zoo.interrupts`); a second one stops at once."""
+def run_interruptible(main, args, resume_hint: str, preempt_signals=DEFAULT_PREEMPT_SIGNALS) -> int:
+    """``main(args)`` under :func:`zoo.interrupts.handle_interrupts`: a fit stops at the end of the current step
+    after writing a backup of it. Ctrl-C prints one line ending in ``resume_hint`` and returns 130; a
+    preemption signal (``preempt_signals``) prints one line saying what was saved and returns 75, the status a
+    requeue script tests for. The traceback instead when KERAS_SSM_TRACEBACK is set."""
     try:
-        with handle_interrupts():
+        with handle_interrupts(preempt_signals):
             return main(args)
     except KeyboardInterrupt:
         if want_traceback():
             raise
-        print(f"\nInterrupted. {resume_hint}", file=sys.stderr, flush=True)
-        return 130
+        print(f"\nInterrupted.{_saved()} {resume_hint}", file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT
+    except Preempted as stop:
+        if want_traceback():
+            raise
+        print(f"\nPreempted ({stop.signal_name}).{_saved()} {resume_hint} Exit status {PREEMPTED_EXIT}: "
+              f"requeue the job.", file=sys.stderr, flush=True)
+        return PREEMPTED_EXIT
+
+
+def _saved() -> str:
+    backup = last_backup()
+    return f" Saved {backup}." if backup else ""

@@ -56,7 +56,7 @@ DISCRETIZATIONS = (None,) + choices.DISCRETIZATIONS
 
 # Fields that say where and how loudly a run happens, not what it computes: a resuming invocation (or
 # a sweep, or an experiment rerun) may change them without making it a different run.
-RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir")
+RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir", "backup_every")
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ class TrainConfig:
     distribute: str | None = None
     memory_horizon: int = 1024  # lags of the memory-function plots, capped at the task's seq_len
     divergence_factor: float | None = 20.0
+    backup_every: str = "epoch"  # mid-epoch backups: "epoch" (none), "<N>" steps, "<M>m" / "<S>s", or both
     verbose: int = 1
 
     def __post_init__(self):
@@ -182,6 +183,8 @@ _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 def _coerce(name: str, value: Any) -> Any:
     """Check ``value`` against the declared type of field ``name`` (ints are accepted for floats)."""
     declared = _FIELD_TYPES[name]
+    if name == "backup_every" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # --set backup_every=500: a number of steps
     optional = "None" in declared
     base = declared.replace(" | None", "")
     if value is None:
@@ -221,6 +224,38 @@ def _check_positive(name, value, allow_zero=False):
     if not (ok and math.isfinite(value)):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"Config key `{name}` must be a finite number {bound}, got {value!r}.")
+
+
+def parse_backup_every(text: str) -> tuple[int | None, float | None]:
+    """``backup_every`` -> (steps, seconds) between mid-epoch backups (None: not by that measure).
+
+    "epoch": only the epoch-end backup; "500": also every 500 training steps; "10m" / "90s": also every 10
+    minutes / 90 seconds of training; "500,10m": whichever comes first.
+
+    Raises:
+        ValueError: anything else; the message shows the accepted forms.
+    """
+    steps = seconds = None
+    forms = "'epoch', a number of steps ('500'), minutes or seconds ('10m', '90s'), or both ('500,10m')"
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"Config key `backup_every` must be {forms}, got {text!r}.")
+    if text.strip() == "epoch":
+        return None, None
+    for part in text.split(","):
+        part = part.strip()
+        unit = part[-1:] if part[-1:] in ("m", "s") else ""
+        number = part[:-1] if unit else part
+        try:
+            value = float(number) if unit else int(number)
+        except ValueError:
+            value = None
+        if value is None or not (math.isfinite(value) and value > 0) or (unit and seconds) or (not unit and steps):
+            raise ValueError(f"Config key `backup_every` must be {forms}, got {text!r}.")
+        if unit:
+            seconds = value * (60.0 if unit == "m" else 1.0)
+        else:
+            steps = value
+    return steps, seconds
 
 
 def _check_init(config: TrainConfig) -> None:
@@ -274,6 +309,7 @@ def _validate(config: TrainConfig) -> None:
             f"Config key `divergence_factor` must be > 1 (or null to only stop on NaN/inf), "
             f"got {config.divergence_factor!r}."
         )
+    parse_backup_every(config.backup_every)
     if config.verbose not in (0, 1, 2):
         raise ValueError(f"Config key `verbose` must be 0, 1 or 2, got {config.verbose!r}.")
     for key in config.data_options:
@@ -287,6 +323,8 @@ def _validate(config: TrainConfig) -> None:
 # Gu et al.), with N=64.
 
 _COMMON = dict(model="s4d", bidirectional=True, warmup_fraction=0.1, ssm_lr=1e-3, dt_max=1e-1, dt_min=1e-3)
+# Full-size epochs take minutes to hours: a backup every 10 minutes bounds what a preemption or a kill loses.
+_PRESET_COMMON = {"full": dict(backup_every="10m")}
 
 # Delayed recall (ours): a causal model read out at its last step, so the label must be held in the
 # state for `delay` steps. dt in [0.1, 1] puts the initial memory function of every channel at ~0 by
@@ -401,7 +439,7 @@ def get_config(task: str, preset: str = DEFAULT_PRESET, **overrides) -> TrainCon
     _check_choice("preset", preset, PRESETS)
     if task not in PRESET_TABLES[preset]:
         raise ValueError(f"Task {task!r} has no {preset!r} preset; add its rows with zoo.configs.register_presets.")
-    values = {**_COMMON, **PRESET_TABLES[preset][task]}
+    values = {**_COMMON, **_PRESET_COMMON.get(preset, {}), **PRESET_TABLES[preset][task]}
     values["data_options"] = dict(values.get("data_options", {}))
     base = TrainConfig(task=task, preset=preset, **values)
     return base.replace(**overrides) if overrides else base

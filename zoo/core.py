@@ -41,7 +41,7 @@ from zoo.callbacks import (
 from zoo.configs import TrainConfig
 from zoo.data import TaskInfo, load_task, load_task_arrays
 from zoo.data.pipeline import make_dataset, tensorflow
-from zoo.interrupts import StopAtStepBoundary, fit_scope
+from zoo.interrupts import LatchStopRequest, StopAtStepBoundary, fit_scope
 from zoo.models import build_model, count_parameters, input_spec_from_info
 from zoo.optim import make_optimizer
 
@@ -219,11 +219,16 @@ class TrainingState:
         divergence_reference: the first batch loss of the run (the divergence threshold's reference).
         best_weights: the weights of the best epoch of ``history`` (``get_weights()`` order), None when no epoch
             has a finite ``val_accuracy`` or they were not restored.
+        epoch_step, epoch_train_time_s: finished training steps and seconds of the epoch in progress (kept
+            up to date during the fit); a fit given ``epoch_step`` = s > 0 resumes epoch ``initial_epoch``
+            after its first s batches (a mid-epoch backup).
     """
 
     history: list = field(default_factory=list)
     divergence_reference: float | None = None
     best_weights: list | None = None
+    epoch_step: int = 0
+    epoch_train_time_s: float = 0.0
 
     @property
     def best(self):
@@ -336,17 +341,25 @@ def fit_and_evaluate(config: TrainConfig, data: TrainingData, *, model=None, sta
         model = build_compiled_model(config, data)
     build_time = time.perf_counter() - start
     guard, stop_on_divergence = divergence_callbacks(config.divergence_factor, state.divergence_reference)
-    timer = EpochTimer()
-    # First a pending Ctrl-C and the divergence stop (a stopped step reaches no later callback), then the
-    # timer (its keys go into the record), the record, and the caller's callbacks.
-    fit_callbacks = [StopAtStepBoundary(), *stop_on_divergence, timer, EpochRecord(state, guard), *callbacks]
+    timer = EpochTimer(progress=state)
+    # First the stop signal latch and the divergence stop (a diverged step reaches no later callback), then
+    # the timer (its keys go into the record), the record, the caller's callbacks (a backup), and last the
+    # latched stop signal's raise.
+    fit_callbacks = [LatchStopRequest(), *stop_on_divergence, timer, EpochRecord(state, guard), *callbacks]
     if verbose:  # short epoch lines: the timings stay in the history, not in the progress bar
         fit_callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
+    fit_callbacks.append(StopAtStepBoundary())
     diverged = None
+    first_epoch = initial_epoch
     if initial_epoch < epochs:
         try:
             with divergence_errors(guard), fit_scope():
-                _fit(model, data, fit_callbacks, initial_epoch, epochs, verbose)
+                if state.epoch_step:  # a mid-epoch backup: the rest of its epoch first, then the later epochs
+                    _fit(model, data, fit_callbacks, initial_epoch, initial_epoch + 1, verbose,
+                         skip_steps=state.epoch_step)
+                    initial_epoch += 1
+                if initial_epoch < epochs:
+                    _fit(model, data, fit_callbacks, initial_epoch, epochs, verbose)
         except TrainingDivergedError as err:
             err.event = dict(guard.event or {})  # what diverged where, for the caller's record
             if on_divergence == "raise":
@@ -371,15 +384,18 @@ def fit_and_evaluate(config: TrainConfig, data: TrainingData, *, model=None, sta
         train_steps_per_second=timer.steps_per_second(), steps_per_epoch=data.steps_per_epoch,
         wall_time_s=time.perf_counter() - start, build_time_s=build_time, backend=keras.backend.backend(),
         devices=int(devices), device=device_info(), num_examples=data.num_examples, seq_len=int(data.info.seq_len),
-        config=config.to_dict(), history=[dict(row) for row in state.history], resumed_from_epoch=int(initial_epoch),
+        config=config.to_dict(), history=[dict(row) for row in state.history], resumed_from_epoch=int(first_epoch),
     )
 
 
-def _fit(model, data, callbacks, initial_epoch, epochs, verbose):
+def _fit(model, data, callbacks, initial_epoch, epochs, verbose, skip_steps: int = 0):
     if callable(data.train):
-        model.fit(data.train(initial_epoch, epochs), validation_data=data.val, epochs=epochs,
-                  initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch, callbacks=callbacks,
-                  verbose=verbose, shuffle=False)
+        model.fit(data.train(initial_epoch, epochs).skip(skip_steps), validation_data=data.val, epochs=epochs,
+                  initial_epoch=initial_epoch, steps_per_epoch=data.steps_per_epoch - skip_steps,
+                  callbacks=callbacks, verbose=verbose, shuffle=False)
+    elif skip_steps:
+        raise ValueError("A fit resumed inside an epoch needs `data.train` as a function of the epochs "
+                         "(load_training_data); Keras shuffles array data itself.")
     else:
         x, y = data.train
         model.fit(x, y, validation_data=data.val, epochs=epochs, initial_epoch=initial_epoch,

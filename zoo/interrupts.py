@@ -1,84 +1,168 @@
-"""Ctrl-C that stops a fit at a step boundary, never half-way through Python that swallows it.
+"""Stop requests (Ctrl-C, a scheduler's SIGTERM or SIGUSR1) that end a fit at a step boundary with a backup.
 
-Python's own SIGINT handler raises ``KeyboardInterrupt`` wherever the main thread happens to be. Inside a
+Python's own SIGINT handler raises ``KeyboardInterrupt`` wherever the main thread happens to be; inside a
 garbage-collector callback or a ``__del__`` (jax runs one on every collection) the exception is printed as
-"Exception ignored in ..." and dropped, so the run goes on as if nothing was pressed. Here:
+"Exception ignored in ..." and dropped, and the run goes on. SIGTERM's default action kills the process at
+once: a preempted cluster job lost the epoch in progress and left its lock behind. Here:
 
-    with handle_interrupts():          # the CLIs, around their main()
-        ...                            # outside a fit: Ctrl-C raises KeyboardInterrupt at once, as usual
-        with fit_scope():              # zoo.core around model.fit
-            ...                        # first Ctrl-C: recorded; StopAtStepBoundary raises KeyboardInterrupt
-                                       # at the end of the current train/validation step
-                                       # second Ctrl-C: raises at once (a step that hangs is still stoppable)
+    with handle_interrupts(preempt_signals=("SIGTERM", "SIGUSR1")):   # the CLIs, around their main()
+        ...                      # outside a fit: SIGINT raises KeyboardInterrupt, SIGTERM/SIGUSR1 Preempted
+        with fit_scope():        # zoo.core around model.fit
+            ...                  # first signal: recorded. At the end of the current training step (or, during
+                                 # validation, at the epoch end) LatchStopRequest (the first callback) takes it,
+                                 # zoo.callbacks.RunBackup writes a backup of that step, then
+                                 # StopAtStepBoundary (the last callback) raises KeyboardInterrupt (SIGINT)
+                                 # or Preempted (the others).
+                                 # a second signal: raised at once (a step that hangs is still stoppable; the
+                                 # last complete backup stays valid, every backup file being atomic).
 
-Without :func:`handle_interrupts` (a library call, a notebook, SIGINT ignored by the shell) nothing changes.
+The exceptions unwind through the run directory's lock, which is released; the CLIs turn them into one line
+and the exit status :data:`INTERRUPTED_EXIT` (130) or :data:`PREEMPTED_EXIT` (75, sysexits' EX_TEMPFAIL:
+"try again", what a requeue script tests for). Without :func:`handle_interrupts` (a library call, a notebook,
+a signal the shell set to be ignored) nothing changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 
 import keras
 
-__all__ = ["StopAtStepBoundary", "fit_scope", "handle_interrupts", "interrupt_pending"]
+__all__ = ["DEFAULT_PREEMPT_SIGNALS", "INTERRUPTED_EXIT", "PREEMPTED_EXIT", "LatchStopRequest", "Preempted",
+           "StopAtStepBoundary",
+           "fit_scope", "handle_interrupts", "note_backup", "parse_signal_names", "stop_pending"]
+
+#: The signals that mean "preempted: save and stop" by default (SLURM sends SIGTERM, and SIGUSR1 when asked
+#: with ``--signal=USR1@<seconds>``, ahead of the time limit).
+DEFAULT_PREEMPT_SIGNALS = ("SIGTERM", "SIGUSR1")
+INTERRUPTED_EXIT = 130
+PREEMPTED_EXIT = 75
+
+
+class Preempted(BaseException):
+    """A preemption signal stopped the run (a BaseException like KeyboardInterrupt: no ``except Exception``
+    of a library treats it as a failed trial)."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 class _State:
-    installed = False  # our handler is the SIGINT handler
+    installed = False  # our handlers are installed
     fits = 0  # fits running under fit_scope
-    pending = False  # a Ctrl-C waits for the next step boundary
+    pending = None  # the signal number of a stop waiting for the next step boundary
+    latched = None  # the stop taken at this step boundary (by LatchStopRequest, the first callback)
+    backup = None  # what the last backup written in this process holds (for the closing line)
 
 
-def _on_sigint(signum, frame):
-    if _State.fits and not _State.pending:
-        _State.pending = True
+def _stop(signum):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Preempted(signal.Signals(signum).name)
+
+
+def _on_signal(signum, frame):
+    if _State.fits and _State.pending is None and _State.latched is None:
+        _State.pending = signum
         return
-    _State.pending = False
-    raise KeyboardInterrupt
+    _State.pending = signum  # raised at once; should that be swallowed too, the next step boundary raises
+    _stop(signum)
+
+
+def parse_signal_names(text) -> tuple[str, ...]:
+    """'SIGTERM,SIGUSR1' (or 'TERM,USR1', or '' for none) -> ('SIGTERM', 'SIGUSR1').
+
+    Raises:
+        ValueError: an unknown name, or SIGINT/SIGKILL/SIGSTOP (Ctrl-C has its own meaning; the others cannot
+            be caught); the message lists what is allowed.
+    """
+    names = []
+    for item in (text.split(",") if isinstance(text, str) else list(text)):
+        item = str(item).strip().upper()
+        if not item:
+            continue
+        name = item if item.startswith("SIG") else "SIG" + item
+        if name in ("SIGINT", "SIGKILL", "SIGSTOP") or not isinstance(getattr(signal, name, None), signal.Signals):
+            raise ValueError(f"--preempt-signals: {item!r} is not a signal that can mean preemption; give names "
+                             f"such as SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, comma-separated ('' for none).")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 @contextlib.contextmanager
-def handle_interrupts():
-    """Install the step-boundary SIGINT handler for the block, when SIGINT has Python's default handler and
-    this is the main thread; the previous handler comes back afterwards."""
-    usable = (threading.current_thread() is threading.main_thread()
-              and signal.getsignal(signal.SIGINT) is signal.default_int_handler and not _State.installed)
-    if not usable:
+def handle_interrupts(preempt_signals=DEFAULT_PREEMPT_SIGNALS):
+    """Install the step-boundary handler for SIGINT (when it has Python's default handler) and for each of
+    ``preempt_signals`` (when it has its default action) for the block; the previous handlers come back
+    afterwards. In a thread other than the main one, or nested, it does nothing."""
+    if threading.current_thread() is not threading.main_thread() or _State.installed:
         yield
         return
-    previous = signal.signal(signal.SIGINT, _on_sigint)
-    _State.installed, _State.pending = True, False
+    wanted = [signal.SIGINT] + [getattr(signal, name) for name in parse_signal_names(preempt_signals)]
+    default = {signal.SIGINT: signal.default_int_handler}
+    previous = {}
+    for signum in wanted:
+        if signal.getsignal(signum) is default.get(signum, signal.SIG_DFL):
+            previous[signum] = signal.signal(signum, _on_signal)
+    _State.installed, _State.pending, _State.backup = True, None, None
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        _State.installed, _State.pending = False, False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _State.installed, _State.pending, _State.latched = False, None, None
 
 
 @contextlib.contextmanager
 def fit_scope():
-    """Mark a running fit: inside, a first Ctrl-C waits for :class:`StopAtStepBoundary`."""
+    """Mark a running fit: inside, a first stop signal waits for the next step boundary."""
     _State.fits += 1
     try:
         yield
     finally:
         _State.fits -= 1
         if not _State.fits:
-            _State.pending = False
+            _State.pending = _State.latched = None
 
 
-def interrupt_pending() -> bool:
-    return _State.pending
+def stop_pending() -> str | None:
+    """The name of the signal whose stop is being carried out at this step boundary, or None."""
+    return None if _State.latched is None else signal.Signals(_State.latched).name
+
+
+def note_backup(description: str) -> None:
+    """Record what the backup just written holds (the CLIs' closing line after a stop says it)."""
+    _State.backup = description
+
+
+def last_backup() -> str | None:
+    return _State.backup
+
+
+class LatchStopRequest(keras.callbacks.Callback):
+    """The first callback of a fit: a stop requested before the end of this step is taken at this boundary
+    (one that comes in while the callbacks run waits for the next step, so the backup and the stop agree)."""
+
+    def _latch(self, *_, logs=None):
+        if _State.pending is not None:
+            _State.latched, _State.pending = _State.pending, None
+
+    on_train_batch_end = on_epoch_end = _latch
 
 
 class StopAtStepBoundary(keras.callbacks.Callback):
-    """Raise ``KeyboardInterrupt`` at the end of the step during which Ctrl-C was pressed (see the module)."""
+    """The last callback of a fit: raise the stop latched at this step or epoch end (see the module), after
+    the callbacks before it (the backup) have seen it through :func:`stop_pending`. At an epoch's last
+    training step it waits for the epoch end (validation, then the epoch's own backup)."""
 
-    def _check(self, *_, logs=None):
-        if _State.pending:
-            _State.pending = False
-            raise KeyboardInterrupt
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 < self.params.get("steps", math.inf):
+            self.on_epoch_end(None)
 
-    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+    def on_epoch_end(self, epoch, logs=None):
+        if _State.latched is not None:
+            signum, _State.latched = _State.latched, None
+            _stop(signum)

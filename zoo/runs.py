@@ -7,9 +7,10 @@ The fit itself is ``zoo.core.fit_and_evaluate``; this module adds the run-direct
     history.csv              per-epoch metrics, one row per completed epoch
     tensorboard/             TensorBoard logs (when the tensorboard package is installed)
     best.keras               the model with the best validation accuracy (keras.callbacks.ModelCheckpoint)
-    checkpoints/             the backup of the last completed epoch (keras.callbacks.BackupAndRestore):
-                             training_metadata.json + epoch-<k>.weights.h5 (weights and optimizer state),
-                             and initial.weights.h5 (the weights before training)
+    checkpoints/             the last backup (zoo.callbacks.RunBackup), of the last completed epoch or, with
+                             backup_every or after a stop signal, of a step inside the next one:
+                             training_metadata.json + epoch-<k>[-step-<s>].weights.h5 (weights and optimizer
+                             state), and initial.weights.h5 (the weights before training)
     results.json             zoo.core.RunResult: test accuracy of the best epoch, history, parameter counts,
                              timing, majority-class rate, the artifacts
     training_curves.png      loss and accuracy per epoch
@@ -17,10 +18,11 @@ The fit itself is ``zoo.core.fit_and_evaluate``; this module adds the run-direct
     diverged.json            only after a divergence stop: where it diverged and which epoch is kept
     .lock                    while a process trains here: its pid and host (one writer per directory)
 
-Rerunning the same command after an interruption resumes from the last completed epoch, and the
-resumed run is bit-identical to one that never stopped (same backend and machine): the backup holds
-the weights, the optimizer state, the epoch, the dropout seed generators' state, the history and the
-divergence reference, and epoch e's data order depends on (seed, e) alone. Every JSON and CSV file
+Rerunning the same command after an interruption resumes from the last backup (at the exact step of a
+mid-epoch one), and the resumed run is bit-identical to one that never stopped (same backend and
+machine): the backup holds the weights, the optimizer state, the epoch and step, the epoch's metric
+accumulators, the dropout seed generators' state, the history and the divergence reference, and epoch
+e's data order depends on (seed, e) alone. Every JSON and CSV file
 is written atomically (``zoo.rundir``).
 
 After a divergence stop, a rerun is refused unless ``resume_diverged`` (``--resume-diverged``) is
@@ -59,7 +61,7 @@ from zoo.callbacks import (
     read_backup,
     tensorboard_callback,
 )
-from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
+from zoo.configs import RUN_ONLY_FIELDS, TrainConfig, parse_backup_every
 from zoo.core import (
     TrainingState,
     best_epoch,
@@ -233,27 +235,34 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     _say(config, f"parameters: {params['trainable']:,} trainable, {params['frozen']:,} frozen "
                  f"({100 * params['frozen_fraction']:.1f}%); {data.steps_per_epoch} steps/epoch on "
                  f"{devices} device(s); output {out}")
-    if initial_epoch:
-        _say(config, f"resuming from {checkpoint_dir / backup['weights']} after epoch {initial_epoch}")
+    initial_step = int(backup.get("batch", 0)) if backup else 0
+    if initial_epoch or initial_step:
+        where = (f"at step {initial_step} of epoch {initial_epoch + 1}" if initial_step
+                 else f"after epoch {initial_epoch}")
+        _say(config, f"resuming from {checkpoint_dir / backup['weights']} {where}")
 
     divergences = list(run_state.get("divergences", []))
     if plan.diverged is not None:
         divergences.append(plan.diverged)
     previous_wall = float(run_state.get("wall_time_s", 0.0))
     state = TrainingState(history=list(run_state.get("history", [])),
-                          divergence_reference=run_state.get("divergence_reference"))
+                          divergence_reference=run_state.get("divergence_reference"), epoch_step=initial_step,
+                          epoch_train_time_s=float(run_state.get("epoch_train_time_s", 0.0)))
     if state.best[0] is not None and (out / BEST_MODEL_FILE).exists():  # the best epoch before the resume
         state.best_weights = keras.saving.load_model(out / BEST_MODEL_FILE, compile=False).get_weights()
 
     def backup_state():
         return {"history": state.history, "divergence_reference": state.divergence_reference,
+                "epoch_train_time_s": state.epoch_train_time_s,
                 "wall_time_s": previous_wall + time.perf_counter() - wall_start, "divergences": divergences}
 
     callbacks = [
         HistoryFile(out / HISTORY_FILE, state),
         BestModelCheckpoint(out / BEST_MODEL_FILE, monitor="val_accuracy", best=state.best[1]),
         *_tensorboard(out),
-        RunBackup(checkpoint_dir, run_state=backup_state),  # after the above: the backup records their state
+        # after the above: the backup records their state
+        RunBackup(checkpoint_dir, run_state=backup_state, **dict(zip(("every_steps", "every_seconds"),
+                                                                      parse_backup_every(config.backup_every)))),
         *extra_callbacks,
     ]
     try:

@@ -8,7 +8,9 @@ Run ``python zoo/train.py --help`` for every flag. Rerunning an interrupted comm
 
 Exit codes: 0 done; 1 the training diverged (the message says which checkpoint is kept and how to
 continue); 2 a config, data or run-directory problem (one line on stderr; set KERAS_SSM_TRACEBACK=1
-for the traceback); 130 interrupted (Ctrl-C; rerunning the same command resumes).
+for the traceback); 130 interrupted (Ctrl-C); 75 preempted (SIGTERM or SIGUSR1, see --preempt-signals: the
+backup of the last finished step is written; requeue the job). After 130 or 75 rerunning the same command
+resumes at the exact step.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if __package__ in (None, ""):
 import argparse  # noqa: E402
 
 from zoo.cli_common import TRACEBACK_ENV, fail, parse_set_overrides, run_interruptible, want_traceback  # noqa: E402,F401
+from zoo.interrupts import DEFAULT_PREEMPT_SIGNALS, parse_signal_names  # noqa: E402
 from zoo.configs import (  # noqa: E402
     DEFAULT_PRESET,
     FIELD_NAMES,
@@ -105,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"number of processes of a multi-process run (default: ${COUNT_ENV}).")
     parser.add_argument("--process-id", type=int, default=None, metavar="K",
                         help=f"this process's id, 0..N-1; process 0 writes the run directory (default: ${ID_ENV}).")
+    parser.add_argument("--backup-every", default=None, metavar="WHEN",
+                        help="also back the run up inside an epoch: every N training steps ('500'), every M minutes "
+                             "or S seconds of training ('10m', '90s'), or both ('500,10m'); 'epoch': only at "
+                             "epoch ends (default: the preset's, 10m for full, epoch otherwise). A rerun resumes "
+                             "at the exact step.")
+    parser.add_argument("--preempt-signals", default=",".join(DEFAULT_PREEMPT_SIGNALS), metavar="SIGNALS",
+                        help="signals that mean 'preempted': training stops at the end of the current step, "
+                             "writes a backup of it and exits with status 75 (default: %(default)s; '' for none: "
+                             "they then kill the process as usual).")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run in the output directory instead of resuming it (the new "
                              "config's data and model are checked first; nothing is deleted if they fail).")
@@ -144,6 +156,7 @@ def resolve_config(args):
         "seed": args.seed,
         "output_dir": args.output_dir,
         "distribute": args.distribute,
+        "backup_every": args.backup_every,
         "verbose": args.verbose,
     }
     config = config.replace(**{k: v for k, v in flags.items() if v is not None})
@@ -156,7 +169,12 @@ def resolve_config(args):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run_interruptible(_main, args, "Rerunning the same command resumes from the last completed epoch.")
+    try:
+        preempt_signals = parse_signal_names(args.preempt_signals)
+    except ValueError as err:
+        return fail(err)
+    return run_interruptible(_main, args, "Rerunning the same command resumes from the last backup.",
+                             preempt_signals)
 
 
 def _main(args) -> int:

@@ -20,7 +20,8 @@ import pytest
 
 from conftest import corrupt_classifier_at, tiny_config
 from zoo.callbacks import TrainingDivergedError, read_backup
-from zoo.configs import get_config
+from zoo.configs import get_config, parse_backup_every
+from zoo.interrupts import Preempted, handle_interrupts
 from zoo.rundir import DamagedFileError, DirectoryLock, LockedError, RunDirectoryError
 from zoo.runs import train
 
@@ -60,12 +61,14 @@ def _env(compile_cache):
 
 
 # A training process that SIGKILLs itself at a chosen point: after training step STEP (counted over the
-# whole run), or right before the backup of epoch EPOCH is written (after that epoch's history row).
+# whole run), or right before the backup of epoch EPOCH is written (after that epoch's history row); or that
+# gets a real SIGTERM after step STEP, under the CLIs' signal handling (zoo.cli_common.run_interruptible).
 KILL_SCRIPT = textwrap.dedent(
     """
     import json, os, signal, sys
     import keras
     from zoo import callbacks
+    from zoo.cli_common import run_interruptible
     from zoo.configs import TrainConfig
     from zoo.runs import train
 
@@ -77,26 +80,27 @@ KILL_SCRIPT = textwrap.dedent(
 
         def on_train_batch_end(self, batch, logs=None):
             KillAtStep.steps += 1
-            if where == "step" and KillAtStep.steps == at:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if where in ("step", "sigterm") and KillAtStep.steps == at:
+                os.kill(os.getpid(), signal.SIGKILL if where == "step" else signal.SIGTERM)
 
     save = callbacks.RunBackup.save_backup
 
-    def save_or_die(self, epoch):
-        if where == "backup" and epoch == at:
+    def save_or_die(self, epoch, batch=0):
+        if where == "backup" and epoch == at and not batch:
             os.kill(os.getpid(), signal.SIGKILL)
-        save(self, epoch)
+        save(self, epoch, batch)
 
     callbacks.RunBackup.save_backup = save_or_die
-    train(config, callbacks=[KillAtStep()])
+    sys.exit(run_interruptible(lambda _: train(config, callbacks=[KillAtStep()]) and 0, None, "Rerun to resume."))
     """
 )
 
 
-def run_and_kill(config, where, at, compile_cache):
+def run_and_kill(config, where, at, compile_cache, returncode=-signal.SIGKILL):
     result = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(config.to_dict()), where, str(at)],
                             cwd=REPO, env=_env(compile_cache), capture_output=True, text=True, timeout=300)
-    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert result.returncode == returncode, result.stderr[-3000:]
+    return result.stderr
 
 
 def h5_arrays(path):
@@ -146,17 +150,95 @@ def tree_digest(directory):
 # Defect 6: a resumed run equals the uninterrupted one bit for bit.
 
 @pytest.mark.processes
-def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path, reference, compile_cache, capsys):
+@pytest.mark.parametrize("backup_every, backup_step", [("epoch", 0), ("2", 4)])
+def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path, reference, compile_cache, capsys, backup_every,
+                                                         backup_step):
     out = tmp_path / "run"
-    config = tiny(out)
+    config = tiny(out, backup_every=backup_every)
     run_and_kill(config, "step", 13, compile_cache)  # epoch 2 of 3, batch 5 of 8
-    assert read_backup(out / "checkpoints")["epoch"] == 1
+    backup = read_backup(out / "checkpoints")
+    assert (backup["epoch"], backup["batch"]) == (1, backup_step)  # every 2 steps: the one after step 4
     assert (out / ".lock").exists()  # left by the killed process
     results = train(config)
     assert "no longer runs" in capsys.readouterr().err  # the stale lock was taken over
     assert results["resumed_from_epoch"] == 1 and results["epochs_completed"] == 3
     assert not (out / ".lock").exists()
     assert_same_run(reference, out)
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("step, epoch, batch, saved", [(10, 1, 3, "the backup of epoch 2, step 3"),
+                                                       (15, 2, 0, "the backup after epoch 2")])
+def test_sigterm_saves_the_step_releases_the_lock_exits_75_and_resumes_bit_identical(
+        tmp_path, reference, compile_cache, step, epoch, batch, saved):
+    """A real SIGTERM sent during the callbacks of global step ``step`` is taken at the end of the next step
+    (epoch 2, step 3 of 8), or, when that is an epoch's last step, at the epoch end (after its validation)."""
+    out = tmp_path / "run"
+    config = tiny(out)  # no periodic mid-epoch backups: only the one the signal asks for
+    err = run_and_kill(config, "sigterm", step, compile_cache, returncode=75)
+    backup = read_backup(out / "checkpoints")
+    assert (backup["epoch"], backup["batch"]) == (epoch, batch)
+    assert f"Preempted (SIGTERM). Saved {saved} in " in err and "Traceback" not in err
+    assert not (out / ".lock").exists()
+    results = train(config)
+    assert results["resumed_from_epoch"] == epoch and results["epochs_completed"] == 3
+    assert_same_run(reference, out)
+
+
+class FailAtStep(keras.callbacks.Callback):
+    """Raise ``error`` (or send ``signal_number`` to this process) after global training step ``step``."""
+
+    def __init__(self, step, error=None, signal_number=None):
+        super().__init__()
+        self.step, self.error, self.signal_number, self.steps = step, error, signal_number, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.steps == self.step:
+            if self.signal_number is not None:
+                signal.raise_signal(self.signal_number)
+            else:
+                raise self.error
+
+
+def test_a_crash_inside_an_epoch_resumes_from_the_mid_epoch_backup_bit_identical(tmp_path, reference, capsys):
+    out = tmp_path / "run"
+    config = tiny(out, backup_every="3")  # a backup after steps 3 and 6 of each epoch
+    with pytest.raises(RuntimeError, match="crash"):
+        train(config, callbacks=[FailAtStep(13, error=RuntimeError("crash"))])
+    backup = read_backup(out / "checkpoints")
+    assert (backup["epoch"], backup["batch"]) == (1, 3) and backup["weights"] == "epoch-1-step-3.weights.h5"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "epoch-1-step-3.weights.h5", "initial.weights.h5", "training_metadata.json"]  # the older ones deleted
+    results = train(config.replace(verbose=1))
+    assert "resuming from" in capsys.readouterr().out and results["resumed_from_epoch"] == 1
+    assert_same_run(reference, out)
+
+
+def test_a_preemption_signal_in_process_saves_its_step_and_raises_preempted(tmp_path, reference):
+    out = tmp_path / "run"
+    config = tiny(out)
+    with handle_interrupts(("SIGUSR1",)), pytest.raises(Preempted) as stop:
+        train(config, callbacks=[FailAtStep(10, signal_number=signal.SIGUSR1)])
+    assert stop.value.signal_name == "SIGUSR1" and not (out / ".lock").exists()
+    backup = read_backup(out / "checkpoints")
+    assert (backup["epoch"], backup["batch"]) == (1, 3)  # came in during step 10's callbacks: taken after step 11
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored
+    train(config)
+    assert_same_run(reference, out)
+
+
+@pytest.mark.parametrize("text, expected", [("epoch", (None, None)), ("500", (500, None)), ("10m", (None, 600.0)),
+                                            ("90s,200", (200, 90.0))])
+def test_backup_every_forms(text, expected):
+    assert parse_backup_every(text) == expected
+    assert tiny("unused", backup_every=500).backup_every == "500"  # --set backup_every=500 parses as a number
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5", "10h", "5m,6m", "abc", 2.5])
+def test_backup_every_rejects_with_the_forms(text):
+    with pytest.raises(ValueError, match="backup_every.*(a string|'epoch', a number of steps)"):
+        tiny("unused", backup_every=text)
 
 
 # Defect 5: a kill between an epoch's history row and its backup neither duplicates nor loses the epoch.
