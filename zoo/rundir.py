@@ -7,9 +7,10 @@ and one writer per directory.
   truncated one. Every JSON and CSV file the zoo and the sweeps write goes through these.
 - :func:`read_json`: ``json.loads`` of a file, raising :class:`DamagedFileError` (a ValueError) that names
   the file and says what to do when it is empty, truncated or not JSON.
-- :class:`DirectoryLock`: a lock file ``<directory>/.lock`` holding the owner's pid, host and start
-  time. A second process gets :class:`LockedError` naming the owner; a lock left by a process that no
-  longer runs on this host is taken over with one line saying so. Acquisition is serialised by
+- :class:`DirectoryLock`: a lock file ``<directory>/.lock`` holding the owner's pid, host, start time and
+  batch job (:func:`scheduler_job`). A second process gets :class:`LockedError` naming the owner; a lock
+  left by a process that no longer runs on this host, or by an earlier attempt of the same batch job (a
+  requeue, on any host), is taken over with one line saying so. Acquisition is serialised by
   ``fcntl.flock`` on the directory itself, so two starters cannot both take over the same stale lock.
 
 It also owns every file name the zoo and the sweeps write (the constants below): ``zoo/runs.py`` (one run
@@ -182,6 +183,31 @@ def _process_start_time(pid: int):
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+#: Environment variables naming the batch job and its attempt, for schedulers other than SLURM.
+JOB_ID_ENV, JOB_ATTEMPT_ENV = "KERAS_SSM_JOB_ID", "KERAS_SSM_JOB_ATTEMPT"
+
+
+def scheduler_job(environ=None) -> dict | None:
+    """``{"id": job id, "attempt": n}`` of the batch job this process belongs to, or None outside one.
+
+    SLURM: ``SLURM_JOB_ID`` and ``SLURM_RESTART_COUNT`` (unset before the first requeue: attempt 0). Any
+    other scheduler: its job script sets ``KERAS_SSM_JOB_ID`` and ``KERAS_SSM_JOB_ATTEMPT`` (0, 1, ...; the
+    attempt must grow with every requeue of the job).
+
+    Raises:
+        ValueError: an attempt that is not a non-negative integer.
+    """
+    env = os.environ if environ is None else environ
+    for id_name, attempt_name in ((JOB_ID_ENV, JOB_ATTEMPT_ENV), ("SLURM_JOB_ID", "SLURM_RESTART_COUNT")):
+        if env.get(id_name):
+            attempt = env.get(attempt_name, "0") or "0"
+            if not attempt.isdigit():
+                raise ValueError(f"{attempt_name} must be a non-negative integer (the job's attempt), got "
+                                 f"{attempt!r}.")
+            return {"id": env[id_name], "attempt": int(attempt)}
+    return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -190,6 +216,19 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def _requeued_from(owner: dict) -> bool:
+    """Whether this process is a later attempt of the batch job that wrote the lock ``owner``: the scheduler
+    starts attempt n+1 of a job only after attempt n has ended, and one job id with one attempt names one
+    incarnation, so no live writer is ever taken over (two tasks of one attempt share the attempt: refused)."""
+    mine, theirs = scheduler_job(), owner.get("job")
+    if mine is None or not isinstance(theirs, dict):
+        return False
+    try:
+        return str(theirs.get("id")) == str(mine["id"]) and int(theirs.get("attempt")) < mine["attempt"]
+    except (TypeError, ValueError):
+        return False
 
 
 _HELD: dict[str, "DirectoryLock"] = {}
@@ -232,7 +271,8 @@ class DirectoryLock:
 
     def _owner_record(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname(), "start_time": _process_start_time(os.getpid()),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv)}
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv),
+                "job": scheduler_job()}
 
     def acquire(self) -> "DirectoryLock":
         key = str(self.directory.resolve())
@@ -244,13 +284,22 @@ class DirectoryLock:
         with self._guard():
             if self.path.exists():
                 owner = self._read_owner()
-                if owner is not None and self._owner_alive(owner):
+                requeued = owner is not None and _requeued_from(owner)
+                if owner is not None and not requeued and self._owner_alive(owner):
                     raise LockedError(
                         f"The {self.what} {self.directory} is in use by process {owner.get('pid')} on host "
                         f"{owner.get('host')!r} (started {owner.get('started', '?')}: {owner.get('command', '?')}). "
-                        f"Wait for it to finish or stop it; if you are sure it is gone, delete {self.path}."
+                        f"Wait for it to finish or stop it; if you are sure it is gone, delete {self.path}. A "
+                        f"scheduler's requeued job takes the lock over by itself when it sets the job id and "
+                        f"attempt (SLURM's, or {JOB_ID_ENV} and {JOB_ATTEMPT_ENV})."
                     )
-                if owner is None:
+                if requeued:
+                    job = owner["job"]
+                    print(f"Taking over the lock of {self.directory}: it was held by attempt {job['attempt']} of job "
+                          f"{job['id']} on host {owner.get('host')!r}, and this is attempt "
+                          f"{scheduler_job()['attempt']} of the same job (requeued: the earlier attempt has ended).",
+                          file=sys.stderr, flush=True)
+                elif owner is None:
                     print(f"Taking over the unreadable lock file {self.path}.", file=sys.stderr, flush=True)
                 else:
                     print(f"Taking over the lock of {self.directory}: process {owner.get('pid')} on this host "

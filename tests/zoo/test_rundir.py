@@ -22,7 +22,7 @@ from conftest import corrupt_classifier_at, tiny_config
 from zoo.callbacks import TrainingDivergedError, read_backup
 from zoo.configs import get_config, parse_backup_every
 from zoo.interrupts import Preempted, handle_interrupts
-from zoo.rundir import DamagedFileError, DirectoryLock, LockedError, RunDirectoryError
+from zoo.rundir import DamagedFileError, DirectoryLock, LockedError, RunDirectoryError, scheduler_job
 from zoo.runs import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,9 +96,10 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def run_and_kill(config, where, at, compile_cache, returncode=-signal.SIGKILL):
+def run_and_kill(config, where, at, compile_cache, returncode=-signal.SIGKILL, env=None):
     result = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(config.to_dict()), where, str(at)],
-                            cwd=REPO, env=_env(compile_cache), capture_output=True, text=True, timeout=300)
+                            cwd=REPO, env={**_env(compile_cache), **(env or {})}, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == returncode, result.stderr[-3000:]
     return result.stderr
 
@@ -150,17 +151,26 @@ def tree_digest(directory):
 # Defect 6: a resumed run equals the uninterrupted one bit for bit.
 
 @pytest.mark.processes
-@pytest.mark.parametrize("backup_every, backup_step", [("epoch", 0), ("2", 4)])
-def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path, reference, compile_cache, capsys, backup_every,
-                                                         backup_step):
+@pytest.mark.parametrize("backup_every, backup_step, requeued", [("epoch", 0, False), ("2", 4, True)])
+def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path, reference, compile_cache, capsys, monkeypatch,
+                                                         backup_every, backup_step, requeued):
+    """requeued: the killed process was attempt 0 of SLURM job 4242 on another node; attempt 1 takes over."""
     out = tmp_path / "run"
     config = tiny(out, backup_every=backup_every)
-    run_and_kill(config, "step", 13, compile_cache)  # epoch 2 of 3, batch 5 of 8
+    run_and_kill(config, "step", 13, compile_cache,  # epoch 2 of 3, batch 5 of 8
+                 env={"SLURM_JOB_ID": "4242"} if requeued else None)
     backup = read_backup(out / "checkpoints")
     assert (backup["epoch"], backup["batch"]) == (1, backup_step)  # every 2 steps: the one after step 4
     assert (out / ".lock").exists()  # left by the killed process
+    if requeued:
+        lock = json.loads((out / ".lock").read_text())
+        assert lock["job"] == {"id": "4242", "attempt": 0}
+        (out / ".lock").write_text(json.dumps({**lock, "host": "node17"}))  # as if it ran on another node
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     results = train(config)
-    assert "no longer runs" in capsys.readouterr().err  # the stale lock was taken over
+    err = capsys.readouterr().err
+    assert ("attempt 0 of job 4242 on host 'node17', and this is attempt 1" if requeued else "no longer runs") in err
     assert results["resumed_from_epoch"] == 1 and results["epochs_completed"] == 3
     assert not (out / ".lock").exists()
     assert_same_run(reference, out)
@@ -336,6 +346,39 @@ def test_second_writer_is_refused_and_a_dead_owner_is_taken_over(tmp_path, capsy
         owner = json.loads((run / ".lock").read_text())
         assert owner["pid"] == os.getpid() and owner["host"]
     assert not (run / ".lock").exists()
+
+
+@pytest.mark.parametrize("env, taken", [
+    ({"SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": "1"}, True),  # the requeued job
+    ({"KERAS_SSM_JOB_ID": "4242", "KERAS_SSM_JOB_ATTEMPT": "3"}, True),  # another scheduler's job script
+    ({"SLURM_JOB_ID": "4242"}, False),  # the same attempt: another task of the same job, maybe alive
+    ({"SLURM_JOB_ID": "777", "SLURM_RESTART_COUNT": "5"}, False),  # another job
+    ({}, False),  # no job
+])
+def test_a_requeued_job_takes_over_the_lock_of_its_earlier_attempt_on_another_host(tmp_path, monkeypatch, capsys,
+                                                                                     env, taken):
+    for name in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT", "KERAS_SSM_JOB_ID", "KERAS_SSM_JOB_ATTEMPT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(json.dumps({"pid": 12345, "host": "node17", "started": "earlier", "command": "train",
+                                           "job": {"id": "4242", "attempt": 0}}))
+    if taken:
+        with DirectoryLock(run, "run directory"):
+            assert "attempt 0 of job 4242 on host 'node17'" in capsys.readouterr().err
+        assert not (run / ".lock").exists()
+    else:
+        with pytest.raises(LockedError, match="in use by process 12345 on host 'node17'.*requeued job takes the lock"):
+            DirectoryLock(run, "run directory").acquire()
+
+
+def test_a_bad_job_attempt_is_named(monkeypatch):
+    monkeypatch.setenv("KERAS_SSM_JOB_ID", "1")
+    monkeypatch.setenv("KERAS_SSM_JOB_ATTEMPT", "first")
+    with pytest.raises(ValueError, match="KERAS_SSM_JOB_ATTEMPT must be a non-negative integer"):
+        scheduler_job()
 
 
 # ---------------------------------------------------------------------------------------------
