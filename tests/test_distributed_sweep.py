@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.distributed import Role, distributed_role
+from tuning.distributed import Role, distributed_role, oracle_exposure_warning
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = ["digits", "--max-trials", "4", "--epochs", "1", "--verbose", "0", "--set", "num_layers=1",
@@ -36,6 +36,17 @@ def test_the_role_comes_from_kerastuners_environment_variables():
                             ({"KERASTUNER_TUNER_ID": "worker0"}, "without KERASTUNER_ORACLE_IP")):
         with pytest.raises(ValueError, match=message):
             distributed_role(broken)
+
+
+@pytest.mark.parametrize("host, exposed", [("127.0.0.1", None), ("localhost", None), ("[::1]", None),
+                                           ("10.0.0.5", "10.0.0.5, reachable from other machines"),
+                                           ("0.0.0.0", "every network interface"), ("node17", "node17")])
+def test_the_chief_warns_once_when_its_unauthenticated_oracle_leaves_loopback(host, exposed):
+    warning = oracle_exposure_warning(Role("chief", f"{host}:8000"))
+    if exposed is None:
+        assert warning is None
+    else:
+        assert exposed in warning and "without encryption or authentication" in warning and "ssh -N -L" in warning
 
 
 def test_a_worker_without_a_chief_fails_in_bounded_time_naming_the_address(tmp_path, monkeypatch, capsys):

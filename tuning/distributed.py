@@ -11,6 +11,7 @@ writes the report. A worker killed mid-trial loses no finished trial; restarted 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -60,6 +61,27 @@ def distributed_role(environ=None) -> Role | None:
     if not env[IP_ENV].strip():
         raise ValueError(f"{IP_ENV} must be the chief's host name or IP address, got an empty value.")
     return Role(tuner_id=env[ID_ENV], address=f"{env[IP_ENV]}:{port}")
+
+
+def oracle_exposure_warning(role: Role) -> str | None:
+    """The one warning the chief prints when its oracle listens beyond this machine (None on loopback).
+
+    KerasTuner's oracle speaks gRPC without TLS or authentication on ``KERASTUNER_ORACLE_IP``: whoever
+    reaches that address and port can read and change the trials."""
+    host = role.address.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    where = ("every network interface of this machine" if host in ("0.0.0.0", "::")
+             else f"{host}, reachable from other machines")
+    return (f"warning: the sweep's oracle (KerasTuner's gRPC server) listens on {where}, port "
+            f"{role.address.rsplit(':', 1)[1]}, without encryption or authentication: anyone who reaches it can "
+            f"read and change the trials. Keep it on a private network or behind a firewall that admits only the "
+            f"workers, or use {IP_ENV}=127.0.0.1 on every process and reach the chief through ssh tunnels "
+            f"(ssh -N -L PORT:127.0.0.1:PORT chief-host on each worker machine).")
 
 
 def is_worker(environ=None) -> bool:

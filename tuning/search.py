@@ -24,12 +24,20 @@ one is named in a :class:`SweepProjectError` before any trial runs.
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras_tuner as kt
 
-from tuning.distributed import DEFAULT_CONNECT_TIMEOUT, ID_ENV, distributed_role, is_worker, wait_for_chief
+from tuning.distributed import (
+    DEFAULT_CONNECT_TIMEOUT,
+    ID_ENV,
+    distributed_role,
+    is_worker,
+    oracle_exposure_warning,
+    wait_for_chief,
+)
 from tuning.hypermodel import SSMHyperModel
 from tuning.project import OBJECTIVE, SWEEP_FILE, TUNERS, SweepProjectError, default_project_name, \
     prepare_project, stored_sweep_difference, sweep_description
@@ -206,6 +214,8 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         with DirectoryLock(project_dir / WORKERS_DIR / role.tuner_id, "sweep worker"):
             return _run_worker(base_config, space, tuner, max_trials, directory, project_name, project_dir, role,
                                max_consecutive_failures, hyperband_factor, data)
+    if role is not None and oracle_exposure_warning(role):
+        print(oracle_exposure_warning(role), file=sys.stderr, flush=True)
     with DirectoryLock(project_dir, "sweep project"):
         return _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
                           max_consecutive_failures, hyperband_factor, data, role)
