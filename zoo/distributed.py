@@ -142,6 +142,14 @@ def broadcast_flag(value: bool) -> bool:
     return bool(np.asarray(multihost_utils.broadcast_one_to_all(np.int32(1 if value else 0))))
 
 
+def process_max(value: int) -> int:
+    """The largest of every process's ``value`` (a collective: every process must call it)."""
+    if process_count() == 1:
+        return int(value)
+    every = _jax().experimental.multihost_utils.process_allgather(np.int32(value))
+    return int(np.max(np.asarray(every)))
+
+
 def check_same_config(config_dict: dict) -> None:
     """Every process must train the same config (a collective).
 

@@ -31,6 +31,8 @@ import threading
 
 import keras
 
+from zoo.distributed import process_count, process_max
+
 __all__ = ["DEFAULT_PREEMPT_SIGNALS", "INTERRUPTED_EXIT", "PREEMPTED_EXIT", "LatchStopRequest", "Preempted",
            "StopAtStepBoundary",
            "fit_scope", "handle_interrupts", "note_backup", "parse_signal_names", "stop_pending"]
@@ -53,6 +55,7 @@ class Preempted(BaseException):
 
 class _State:
     installed = False  # our handlers are installed
+    owned = ()  # the signals they handle
     fits = 0  # fits running under fit_scope
     pending = None  # the signal number of a stop waiting for the next step boundary
     latched = None  # the stop taken at this step boundary (by LatchStopRequest, the first callback)
@@ -107,18 +110,23 @@ def handle_interrupts(preempt_signals=DEFAULT_PREEMPT_SIGNALS):
     for signum in wanted:
         if signal.getsignal(signum) is default.get(signum, signal.SIG_DFL):
             previous[signum] = signal.signal(signum, _on_signal)
-    _State.installed, _State.pending, _State.backup = True, None, None
+    _State.installed, _State.pending, _State.backup, _State.owned = True, None, None, tuple(previous)
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _State.installed, _State.pending, _State.latched = False, None, None
+        _State.installed, _State.pending, _State.latched, _State.owned = False, None, None, ()
 
 
 @contextlib.contextmanager
 def fit_scope():
-    """Mark a running fit: inside, a first stop signal waits for the next step boundary."""
+    """Mark a running fit: inside, a first stop signal waits for the next step boundary. Our handlers are
+    installed again first: ``jax.distributed.initialize`` puts a C++ SIGTERM handler of its own (XLA's
+    preemption notifier) in their place, which Python's ``signal.getsignal`` does not show."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in _State.owned:
+            signal.signal(signum, _on_signal)
     _State.fits += 1
     try:
         yield
@@ -144,11 +152,19 @@ def last_backup() -> str | None:
 
 class LatchStopRequest(keras.callbacks.Callback):
     """The first callback of a fit: a stop requested before the end of this step is taken at this boundary
-    (one that comes in while the callbacks run waits for the next step, so the backup and the stop agree)."""
+    (one that comes in while the callbacks run waits for the next step, so the backup and the stop agree).
+    In a multi-process run the processes agree at every step (one small collective), so that all of them
+    stop at the same step when any one is signalled, and none waits forever in a collective of the next."""
+
+    def on_train_begin(self, logs=None):
+        self._processes = process_count()
 
     def _latch(self, *_, logs=None):
-        if _State.pending is not None:
-            _State.latched, _State.pending = _State.pending, None
+        pending = _State.pending or 0
+        if self._processes > 1:
+            pending = process_max(pending)
+        if pending:
+            _State.latched, _State.pending = pending, None
 
     on_train_batch_end = on_epoch_end = _latch
 

@@ -17,6 +17,7 @@ from zoo.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["digits", "--epochs", "6", "--verbose", "0", "--batch-size", "64", "--distribute", "data",
+        "--backup-every", "3",
         "--set", "num_layers=1", "--set", "d_model=8", "--set", "d_state=4"]
 
 
@@ -71,7 +72,10 @@ def _history(path):
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_two_processes_train_the_one_process_curve_and_resume_after_a_kill(tmp_path):
+def test_two_processes_train_the_one_process_curve_and_resume_after_sigterm_and_sigkill(tmp_path):
+    """SIGTERM to one process only: both stop at the same step (no process is left waiting in a collective),
+    exit 75 and back that step up; the pair is then SIGKILLed two epochs later (a backup every 3 steps);
+    every resume continues at the exact step, and the curve is the one-process curve."""
     from zoo.callbacks import read_backup
 
     cache = tmp_path / "cache"
@@ -82,26 +86,38 @@ def test_two_processes_train_the_one_process_curve_and_resume_after_a_kill(tmp_p
 
     out = tmp_path / "multi"
     logs = [open(tmp_path / f"process{k}.log", "w") for k in (0, 1)]
-    pair = _start_pair(out, _free_port(), cache, logs)
-    try:  # kill both once process 0 has backed up an epoch, before the run ends
-        deadline = time.monotonic() + 400
-        while (read_backup(out / "checkpoints") or {}).get("epoch", 0) < 1:
-            assert time.monotonic() < deadline and all(p.poll() is None for p in pair), "no epoch backed up in time"
+    deadline = time.monotonic() + 500
+
+    def wait_for_backup(epoch, pair):
+        while (read_backup(out / "checkpoints") or {}).get("epoch", 0) < epoch:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in pair), "no backup in time"
             time.sleep(0.05)
+
+    pair = _start_pair(out, _free_port(), cache, logs)
+    try:
+        wait_for_backup(1, pair)
+        pair[1].send_signal(signal.SIGTERM)  # the follower only
+        assert [p.wait(timeout=120) for p in pair] == [75, 75]
+        terminated = read_backup(out / "checkpoints")
+        assert not (out / ".lock").exists() and not (out / "results.json").exists()
+
+        pair = _start_pair(out, _free_port(), cache, logs)
+        wait_for_backup(terminated["epoch"] + 2, pair)
         for p in pair:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=60)
-        killed_after = read_backup(out / "checkpoints")["epoch"]
-        assert killed_after < 6 and not (out / "results.json").exists()
+        killed = read_backup(out / "checkpoints")
+        assert killed["epoch"] < 6 and not (out / "results.json").exists()
         pair = _start_pair(out, _free_port(), cache, logs)
         for p in pair:
-            p.wait(timeout=max(10, 600 - (time.monotonic() - deadline + 400)))
+            p.wait(timeout=max(10, deadline - time.monotonic() + 100))
     finally:
         for p in pair:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
         for log in logs:
             log.close()
+    killed_after = killed["epoch"]
     text = [(tmp_path / f"process{k}.log").read_text() for k in (0, 1)]
     assert [p.returncode for p in pair] == [0, 0], text[0][-3000:] + text[1][-3000:]
 
