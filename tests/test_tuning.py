@@ -323,41 +323,51 @@ def test_diverging_trials_fail_cleanly_and_stop_the_sweep(tmp_path, digits_data)
 @pytest.mark.processes
 @pytest.mark.slow
 def test_sweep_killed_during_the_second_trial_resumes_it(tmp_path):
-    """A real kill: the CLI in a subprocess is killed once trial 0 is saved; the same command then
-    finishes trial 1 and keeps trial 0, and trial 1's result equals that of an uninterrupted sweep."""
+    """A real preemption: the CLI in a subprocess gets SIGTERM inside trial 1, once that trial has backed
+    itself up (every 2 steps); it exits 75 with the trial's backup of the step it stopped at. The same
+    command then resumes trial 1 at that step and keeps trial 0, and trial 1's result equals that of an
+    uninterrupted sweep."""
     command = [sys.executable, "tuning/sweep.py", "digits", "--max-trials", "2", "--epochs", "2",
                "--directory", str(tmp_path), "--project-name", "killed", "--verbose", "0",
-               "--set", "num_layers=1", "--set", "d_model=16", "--set", "d_state=8",
+               "--set", "num_layers=1", "--set", "d_model=16", "--set", "d_state=8", "--set", "backup_every=2",
                "--range", "dt_min=1e-3,1e-2", "--fix", "init=inv"]
     env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
     project = tmp_path / "killed"
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    trial_backup = project / "trial_1" / "checkpoints" / "training_metadata.json"
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if (project / "tuner0.json").exists() and (project / "trial_1").exists():
+            if (project / "tuner0.json").exists() and trial_backup.exists():
                 break
-            assert process.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.1)
+            assert process.poll() is None, "the sweep ended before it could be preempted"
+            time.sleep(0.05)
         else:
-            pytest.fail("trial 0 did not finish in time")
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
+            pytest.fail("trial 1 did not back up in time")
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 75 and "Preempted (SIGTERM). Saved the backup" in err, err[-3000:]
+    stopped_at = json.loads(trial_backup.read_text())
+    assert stopped_at["batch"] > 0 or stopped_at["epoch"] > 0
     before = read_trial(project, "0")
     assert before["status"] == "COMPLETED"
     assert not (project / "trial_1" / "trial.json").exists() or read_trial(project, "1")["status"] == "RUNNING"
+    assert not (project / ".lock").exists()
 
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Reloading Tuner" in result.stdout
+    assert (f"[trial 1] resuming from its backup at step {stopped_at['batch']} of epoch {stopped_at['epoch'] + 1}"
+            in result.stdout)
     after = read_trial(project, "0")
     assert after["score"] == before["score"] and after["metrics"] == before["metrics"]
     assert read_trial(project, "1")["status"] == "COMPLETED"
     assert sorted(p.name for p in project.glob("trial_*")) == ["trial_0", "trial_1"]
+    assert not (project / "trial_1" / "checkpoints").exists()  # a finished trial's backup is deleted
     assert "[trial 0]" not in result.stdout and "[trial 1]" in result.stdout
     assert json.loads((project / "best.json").read_text())["init"] == "inv"
 

@@ -12,7 +12,9 @@ release fails here first (and clearly) rather than silently breaking exact resum
 - ``keras_tuner.Tuner._configure_tensorboard_dir`` (tuning.search: no tensorboard import without a
   TensorBoard callback);
 - the state in which ``keras_tuner.Oracle.end_trial`` stops a search after too many failed trials
-  (tuning.search.stopped_for_failures).
+  (tuning.search.stopped_for_failures);
+- the best-epoch saver KerasTuner adds to a trial's callbacks (``SaveBestEpoch``, not exported): its
+  ``filepath`` and ``best_value`` (tuning.hypermodel: a trial resumed from its backup keeps its best epoch).
 """
 
 import inspect
@@ -25,6 +27,7 @@ import numpy as np
 import pytest
 
 from keras_ssm.optimizers import SSMAdamW
+from tuning.hypermodel import is_best_epoch_saver
 from tuning.search import stopped_for_failures
 
 BACKEND = keras.backend.backend()
@@ -171,3 +174,31 @@ def test_keras_tuner_stops_after_consecutive_failures_in_the_state_tuning_detect
     assert stopped_for_failures(oracle) == fail, \
         "keras_tuner.Oracle.end_trial's stop after consecutive failures no longer matches tuning.search"
     assert len(oracle.end_order) == (2 if fail else 4)
+
+
+def test_keras_tuner_hands_fit_a_best_epoch_saver_that_honours_best_value(tmp_path):
+    seen = {}
+
+    class Recording(kt.HyperModel):
+        def build(self, hp):
+            hp.Float("x", 0.0, 1.0)
+            return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+
+        def fit(self, hp, model, *args, callbacks=None, **kwargs):
+            savers = [c for c in callbacks if is_best_epoch_saver(c)]
+            assert len(savers) == 1, ("upstream changed keras_tuner's SaveBestEpoch (class name, best_value or "
+                                      f"filepath): the callbacks are {callbacks}; tuning.hypermodel relies on it")
+            (saver,) = savers
+            saver.set_model(model)
+            saver.best_value = 0.9  # as a resumed trial sets it
+            saver.on_epoch_end(0, {"val_accuracy": 0.5})
+            seen["saved_a_worse_epoch"] = os.path.exists(saver.filepath)
+            saver.on_epoch_end(1, {"val_accuracy": 0.95})
+            seen["saved_a_better_epoch"] = os.path.exists(saver.filepath)
+            return {"val_accuracy": 0.95}
+
+    tuner = kt.RandomSearch(Recording(), objective=kt.Objective("val_accuracy", "max"), max_trials=1,
+                            directory=str(tmp_path), project_name="p")
+    tuner.search(verbose=0)
+    assert seen == {"saved_a_worse_epoch": False, "saved_a_better_epoch": True}, (
+        "upstream changed how keras_tuner's SaveBestEpoch uses best_value / filepath; tuning.hypermodel relies on it")

@@ -5,9 +5,12 @@ For a trial with values v = {dt_min, dt_max, init, trainable_eigenvalues, lr} (s
 with ``zoo.core.compile_model`` (SSMAdamW, warmup + cosine over ``epochs x steps_per_epoch`` steps,
 SSM variables on ``ssm_lr`` without weight decay) and sparse categorical cross-entropy on logits;
 the data are those of ``zoo.data.load_task`` for the base config (train with full batches, val). Epoch
-e of every trial sees the training data in the order given by (seed, e) alone, so a trial rerun after
-a kill (KerasTuner retries an interrupted trial from its start) computes exactly what the uninterrupted
-trial would have. The objective is ``val_accuracy``, best over the trial's epochs.
+e of every trial sees the training data in the order given by (seed, e) alone. A trial backs itself up in
+``trial_<id>/checkpoints/`` (:class:`zoo.callbacks.RunBackup`: every epoch, every ``backup_every`` inside
+epochs, and at a stop signal), so a trial rerun after a kill or a preemption (KerasTuner gives the
+interrupted trial back) resumes at its last backup, at the exact step, and computes exactly what the
+uninterrupted trial would have; the backup is deleted when the trial ends. The objective is
+``val_accuracy``, best over the trial's epochs.
 
 Before training, :meth:`SSMHyperModel.build` records the memory functions of the freshly initialised
 SSM layers (``keras_ssm.memory.model_memory_functions`` with horizon ``min(seq_len,
@@ -17,6 +20,7 @@ memory_horizon)``) and their summaries (:func:`initial_memory_summary`) in the t
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import keras_tuner as kt
@@ -27,8 +31,9 @@ from keras_ssm.memory import MEMORY_LENGTH_FRACTION, memory_summary, model_memor
 from tuning.project import OBJECTIVE
 from tuning.space import SearchSpace
 from zoo.configs import TrainConfig
-from zoo.core import TrainingData, build_compiled_model, fit_and_evaluate, load_training_data
-from zoo.rundir import INITIAL_MEMORY_FILE, write_json_atomic
+from zoo.callbacks import RunBackup, read_backup
+from zoo.core import TrainingData, TrainingState, build_compiled_model, fit_and_evaluate, load_training_data
+from zoo.rundir import CHECKPOINT_DIR, INITIAL_MEMORY_FILE, write_json_atomic
 from zoo.runs import memory_horizon
 
 
@@ -67,6 +72,13 @@ def trial_metrics(result) -> dict | None:
     row = next(r for r in result.history if int(r["epoch"]) + 1 == result.best_epoch)
     keep = ("val_accuracy", "val_loss", "accuracy", "loss")
     return {**{k: float(row[k]) for k in keep if k in row}, "best_epoch": result.best_epoch}
+
+
+def is_best_epoch_saver(callback) -> bool:
+    """Whether ``callback`` is the best-epoch weights saver KerasTuner adds to every trial's fit (its class is
+    not exported; contract: tests/test_upstream_contracts.py)."""
+    return (type(callback).__name__ == "SaveBestEpoch" and hasattr(callback, "best_value")
+            and hasattr(callback, "filepath"))
 
 
 class SSMHyperModel(kt.HyperModel):
@@ -144,12 +156,26 @@ class SSMHyperModel(kt.HyperModel):
         config = self.config_for(hp.values)
         data = self.data()
         epochs = config.epochs if epochs is None else int(epochs)
+        callbacks = list(callbacks or [])
         if initial_epoch:
             # Hyperband continues a trial from its checkpoint: resume the learning-rate schedule there.
             model.optimizer.build(model.trainable_variables)
             model.optimizer.iterations.assign(initial_epoch * data.steps_per_epoch)
-        result = fit_and_evaluate(config, data, model=model, callbacks=list(callbacks or []),
+        state, backup_dir = None, None
+        if self._trial_dir is not None:
+            backup_dir = self._trial_dir / CHECKPOINT_DIR
+            backup = read_backup(backup_dir)
+            state = TrainingState.from_backup(backup)
+            if backup is not None:
+                initial_epoch = int(backup["epoch"])
+                self._resume_best_epoch(model, state, callbacks)
+                print(f"[trial {self._trial_dir.name.removeprefix('trial_')}] resuming from its backup at step "
+                      f"{state.epoch_step} of epoch {initial_epoch + 1}", flush=True)
+            callbacks.insert(0, RunBackup(backup_dir, run_state=state.backup_record, every=config.backup_every))
+        result = fit_and_evaluate(config, data, model=model, state=state, callbacks=callbacks,
                                   initial_epoch=initial_epoch, epochs=epochs, on_divergence="keep_best")
+        if backup_dir is not None:
+            shutil.rmtree(backup_dir, ignore_errors=True)  # the trial ended: its record is trial.json
         if result.diverged is not None and not result.epochs_completed:
             raise kt.errors.FailedTrialError(result.diverged["message"])
         metrics = trial_metrics(result)
@@ -161,3 +187,17 @@ class SSMHyperModel(kt.HyperModel):
             for key in ("memory_capacity", "memory_length", "memory_accuracy"):
                 metrics[f"initial_{key}"] = self._initial_memory[key]
         return metrics
+
+    @staticmethod
+    def _resume_best_epoch(model, state, callbacks):
+        """Before a resumed trial: the best epoch so far back in ``state.best_weights`` (from the weights file
+        of KerasTuner's best-epoch callback), and that callback's best value, so that a worse epoch after the
+        resume does not replace the best model (``best_value``/``filepath``: tests/test_upstream_contracts.py).
+        The backup itself is loaded into the model when the fit starts."""
+        _, best = state.best
+        for callback in callbacks:
+            if is_best_epoch_saver(callback) and best is not None:
+                callback.best_value = best
+                if Path(callback.filepath).exists():
+                    model.load_weights(callback.filepath)
+                    state.best_weights = model.get_weights()

@@ -30,6 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo.configs import parse_backup_every
 from zoo.interrupts import note_backup, stop_pending
 from zoo.rundir import DamagedFileError, read_json, write_csv_atomic, write_json_atomic
 
@@ -164,9 +165,9 @@ class RunBackup(keras.callbacks.Callback):
         backup_dir: the run's ``checkpoints/`` directory.
         run_state: callable returning a JSON-serialisable dict saved with each backup (the run's own
             state: history rows, divergence reference, ...); :func:`read_backup` returns it as ``"run"``.
-        every_steps, every_seconds: also write a backup after this many training steps / seconds of training
-            since the last one (None: not by that measure); and always at the step during which a stop
-            signal arrived (:mod:`zoo.interrupts`).
+        every: when to write backups inside epochs too (``TrainConfig.backup_every``: "epoch", "500",
+            "10m", "500,10m", see :func:`zoo.configs.parse_backup_every`); and always at the step where a
+            stop signal is taken (:mod:`zoo.interrupts`).
 
     A mid-epoch backup records ``epoch`` (finished epochs), ``batch`` (finished steps of the next epoch) and
     the metric accumulators (the epoch's running train loss and accuracy, which ``save_weights`` leaves out).
@@ -177,12 +178,11 @@ class RunBackup(keras.callbacks.Callback):
     run continues from.
     """
 
-    def __init__(self, backup_dir, run_state=dict, *, every_steps: int | None = None,
-                 every_seconds: float | None = None):
+    def __init__(self, backup_dir, run_state=dict, *, every: str = "epoch"):
         super().__init__()
         self.run_state = run_state
         self.directory = Path(backup_dir)
-        self.every_steps, self.every_seconds = every_steps, every_seconds
+        self.every_steps, self.every_seconds = parse_backup_every(every)
         self._restored = False
         self._epoch = 0
         self._step_offset = 0  # finished steps of the current epoch before this fit (a mid-epoch resume)

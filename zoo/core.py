@@ -235,6 +235,22 @@ class TrainingState:
         """(1-based best epoch, its val_accuracy) of :attr:`history`."""
         return best_epoch(self.history)
 
+    def backup_record(self) -> dict:
+        """What a backup keeps of this state (``run_state`` of :class:`zoo.callbacks.RunBackup`; the best
+        weights are kept apart, in the best-model file)."""
+        return {"history": self.history, "divergence_reference": self.divergence_reference,
+                "epoch_train_time_s": self.epoch_train_time_s}
+
+    @classmethod
+    def from_backup(cls, backup: dict | None) -> "TrainingState":
+        """The state a fit resumes from after ``backup`` (:func:`zoo.callbacks.read_backup`; None: a fresh one)."""
+        if backup is None:
+            return cls()
+        run = backup.get("run", {})
+        return cls(history=list(run.get("history", [])), divergence_reference=run.get("divergence_reference"),
+                   epoch_step=int(backup.get("batch", 0)),
+                   epoch_train_time_s=float(run.get("epoch_train_time_s", 0.0)))
+
 
 class EpochRecord(keras.callbacks.Callback):
     """Appends each epoch's finite logs to ``state.history`` (an epoch retrained after a resume replaces

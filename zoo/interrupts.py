@@ -69,10 +69,11 @@ def _stop(signum):
 
 
 def _on_signal(signum, frame):
-    if _State.fits and _State.pending is None and _State.latched is None:
-        _State.pending = signum
-        return
-    _State.pending = signum  # raised at once; should that be swallowed too, the next step boundary raises
+    if _State.fits:
+        first = _State.pending is None and _State.latched is None
+        _State.pending = signum  # a second one is raised at once too; if that is swallowed, the next step raises
+        if first:
+            return
     _stop(signum)
 
 

@@ -61,7 +61,7 @@ from zoo.callbacks import (
     read_backup,
     tensorboard_callback,
 )
-from zoo.configs import RUN_ONLY_FIELDS, TrainConfig, parse_backup_every
+from zoo.configs import RUN_ONLY_FIELDS, TrainConfig
 from zoo.core import (
     TrainingState,
     best_epoch,
@@ -245,24 +245,20 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     if plan.diverged is not None:
         divergences.append(plan.diverged)
     previous_wall = float(run_state.get("wall_time_s", 0.0))
-    state = TrainingState(history=list(run_state.get("history", [])),
-                          divergence_reference=run_state.get("divergence_reference"), epoch_step=initial_step,
-                          epoch_train_time_s=float(run_state.get("epoch_train_time_s", 0.0)))
+    state = TrainingState.from_backup(backup)
     if state.best[0] is not None and (out / BEST_MODEL_FILE).exists():  # the best epoch before the resume
         state.best_weights = keras.saving.load_model(out / BEST_MODEL_FILE, compile=False).get_weights()
 
     def backup_state():
-        return {"history": state.history, "divergence_reference": state.divergence_reference,
-                "epoch_train_time_s": state.epoch_train_time_s,
-                "wall_time_s": previous_wall + time.perf_counter() - wall_start, "divergences": divergences}
+        return {**state.backup_record(), "wall_time_s": previous_wall + time.perf_counter() - wall_start,
+                "divergences": divergences}
 
     callbacks = [
         HistoryFile(out / HISTORY_FILE, state),
         BestModelCheckpoint(out / BEST_MODEL_FILE, monitor="val_accuracy", best=state.best[1]),
         *_tensorboard(out),
         # after the above: the backup records their state
-        RunBackup(checkpoint_dir, run_state=backup_state, **dict(zip(("every_steps", "every_seconds"),
-                                                                      parse_backup_every(config.backup_every)))),
+        RunBackup(checkpoint_dir, run_state=backup_state, every=config.backup_every),
         *extra_callbacks,
     ]
     try:
