@@ -113,10 +113,11 @@ def resolve_base_config(args):
 def main(argv=None) -> int:
     """The sweep CLI. Exit codes: 0 done; 1 stopped early (consecutive failed trials); 2 a config, data
     or project problem (one line on stderr; KERAS_SSM_TRACEBACK=1 shows the traceback); 130 interrupted
-    (Ctrl-C; rerunning the same command resumes)."""
+    (Ctrl-C), 75 preempted (SIGTERM or SIGUSR1): rerunning the same command resumes, the unfinished trial
+    at its last backup."""
     args = build_parser().parse_args(argv)
-    return run_interruptible(_main, args, "Rerunning the same command resumes the sweep (an unfinished trial "
-                                          "runs again).")
+    return run_interruptible(_main, args, "Rerunning the same command resumes the sweep (the unfinished trial "
+                                          "from its last backup).")
 
 
 def _main(args) -> int:

@@ -195,46 +195,36 @@ def test_sigterm_saves_the_step_releases_the_lock_exits_75_and_resumes_bit_ident
     assert_same_run(reference, out)
 
 
-class FailAtStep(keras.callbacks.Callback):
-    """Raise ``error`` (or send ``signal_number`` to this process) after global training step ``step``."""
+class SignalAtStep(keras.callbacks.Callback):
+    """Send ``signal_number`` to this process after global training step ``step``."""
 
-    def __init__(self, step, error=None, signal_number=None):
+    def __init__(self, step, signal_number):
         super().__init__()
-        self.step, self.error, self.signal_number, self.steps = step, error, signal_number, 0
+        self.step, self.signal_number, self.steps = step, signal_number, 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
         if self.steps == self.step:
-            if self.signal_number is not None:
-                signal.raise_signal(self.signal_number)
-            else:
-                raise self.error
+            signal.raise_signal(self.signal_number)
 
 
-def test_a_crash_inside_an_epoch_resumes_from_the_mid_epoch_backup_bit_identical(tmp_path, reference, capsys):
+def test_mid_epoch_backups_and_a_preemption_signal_resume_at_the_exact_step_bit_identical(tmp_path, reference,
+                                                                                          capsys):
+    """In process: backups after steps 3 and 6 of each epoch (backup_every=3), and SIGUSR1 sent while the
+    callbacks of global step 13 run (epoch 2, step 5): taken at the end of step 6, which is backed up;
+    Preempted is raised, the lock released, the older weights files deleted; the rerun resumes there."""
     out = tmp_path / "run"
-    config = tiny(out, backup_every="3")  # a backup after steps 3 and 6 of each epoch
-    with pytest.raises(RuntimeError, match="crash"):
-        train(config, callbacks=[FailAtStep(13, error=RuntimeError("crash"))])
+    config = tiny(out, backup_every="3")
+    with handle_interrupts(("SIGUSR1",)), pytest.raises(Preempted) as stop:
+        train(config, callbacks=[SignalAtStep(13, signal_number=signal.SIGUSR1)])
+    assert stop.value.signal_name == "SIGUSR1" and not (out / ".lock").exists()
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored
     backup = read_backup(out / "checkpoints")
-    assert (backup["epoch"], backup["batch"]) == (1, 3) and backup["weights"] == "epoch-1-step-3.weights.h5"
+    assert (backup["epoch"], backup["batch"]) == (1, 6) and backup["weights"] == "epoch-1-step-6.weights.h5"
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
-        "epoch-1-step-3.weights.h5", "initial.weights.h5", "training_metadata.json"]  # the older ones deleted
+        "epoch-1-step-6.weights.h5", "initial.weights.h5", "training_metadata.json"]
     results = train(config.replace(verbose=1))
     assert "resuming from" in capsys.readouterr().out and results["resumed_from_epoch"] == 1
-    assert_same_run(reference, out)
-
-
-def test_a_preemption_signal_in_process_saves_its_step_and_raises_preempted(tmp_path, reference):
-    out = tmp_path / "run"
-    config = tiny(out)
-    with handle_interrupts(("SIGUSR1",)), pytest.raises(Preempted) as stop:
-        train(config, callbacks=[FailAtStep(10, signal_number=signal.SIGUSR1)])
-    assert stop.value.signal_name == "SIGUSR1" and not (out / ".lock").exists()
-    backup = read_backup(out / "checkpoints")
-    assert (backup["epoch"], backup["batch"]) == (1, 3)  # came in during step 10's callbacks: taken after step 11
-    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored
-    train(config)
     assert_same_run(reference, out)
 
 
