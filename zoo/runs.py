@@ -337,16 +337,18 @@ def result_summary(results: dict, path) -> str:
 def _divergence_stop(config, out, description, event) -> str:
     """Record the divergence in diverged.json and return the full message: what is kept, what continues."""
     backup = read_backup(out / CHECKPOINT_DIR)
-    kept = int(backup["epoch"]) if backup else 0
     lower = f"--lr {config.lr / 2:g} --ssm-lr {config.ssm_lr / 2:g}"
-    if kept:
+    if backup is not None:
+        kept, step = int(backup["epoch"]), int(backup.get("batch", 0))
+        where = f"step {step} of epoch {kept + 1}" if step else f"epoch {kept}"
         best, _ = best_epoch(backup["run"].get("history", []))
         write_json_atomic(out / DIVERGED_FILE, {**event, "message": description, "checkpoint_epoch": kept,
-                                                "lr": config.lr, "ssm_lr": config.ssm_lr})
-        return (f"{description} Kept: the backup of epoch {kept} (the last completed epoch) in "
-                f"{out / CHECKPOINT_DIR} and best.keras (epoch {best}). Rerunning the same command refuses "
-                f"to continue from a diverged run; to continue from epoch {kept} with a lower learning rate, "
-                f"add --resume-diverged {lower}; to start over, add --overwrite.")
+                                                "checkpoint_step": step, "lr": config.lr, "ssm_lr": config.ssm_lr})
+        best_model = f" and best.keras (epoch {best})" if best is not None else ""
+        return (f"{description} Kept: the backup of {where} (the last one before the divergence) in "
+                f"{out / CHECKPOINT_DIR}{best_model}. Rerunning the same command refuses to continue from a "
+                f"diverged run; to continue from {where} with a lower learning rate, add --resume-diverged "
+                f"{lower}; to start over, add --overwrite.")
     return (f"{description} No epoch finished, so no checkpoint is kept. Rerun with a lower learning rate, "
             f"e.g. {lower}: the run starts afresh.")
 
@@ -376,7 +378,8 @@ def _plan_run(out: Path, config: TrainConfig, overwrite: bool, resume_diverged: 
     diverged = None
     if (out / DIVERGED_FILE).exists() and not finished:
         diverged = read_json(out / DIVERGED_FILE, f"Delete it to resume the run as it is. {fix}")
-        if int(diverged.get("checkpoint_epoch", -1)) != int(backup["epoch"]):
+        if ((int(diverged.get("checkpoint_epoch", -1)), int(diverged.get("checkpoint_step", 0)))
+                != (int(backup["epoch"]), int(backup.get("batch", 0)))):
             diverged = None  # a later epoch completed since (the run was continued): the record is stale
     allowed = _DIVERGED_RESUME_CHANGES if (diverged is not None and resume_diverged) else ()
     diff = {k: (stored.get(k), v) for k, v in config.to_dict().items()
