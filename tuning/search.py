@@ -214,8 +214,9 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         with DirectoryLock(project_dir / WORKERS_DIR / role.tuner_id, "sweep worker"):
             return _run_worker(base_config, space, tuner, max_trials, directory, project_name, project_dir, role,
                                max_consecutive_failures, hyperband_factor, data)
-    if role is not None and oracle_exposure_warning(role):
-        print(oracle_exposure_warning(role), file=sys.stderr, flush=True)
+    exposure = oracle_exposure_warning(role) if role is not None else None
+    if exposure:
+        print(exposure, file=sys.stderr, flush=True)
     with DirectoryLock(project_dir, "sweep project"):
         return _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
                           max_consecutive_failures, hyperband_factor, data, role)

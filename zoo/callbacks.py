@@ -159,7 +159,7 @@ def read_backup(backup_dir) -> dict | None:
 
 class RunBackup(keras.callbacks.Callback):
     """The backup of a run for a bit-exact resume, written atomically (module docstring), at every epoch end
-    and, with ``every_steps`` / ``every_seconds``, inside epochs too.
+    and, with ``every``, inside epochs too.
 
     Args:
         backup_dir: the run's ``checkpoints/`` directory.

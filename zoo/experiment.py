@@ -48,7 +48,8 @@ DEFAULT_EXPERIMENT = "fixed-vs-learned"
 
 def main(argv=None) -> int:
     """Dispatch on the experiment name (first argument; none means fixed-vs-learned), then plan, run (or only
-    collect with --report-only; only this shard's groups with --shard), report. Ctrl-C: one line, status 130; SIGTERM or SIGUSR1: status 75."""
+    collect with --report-only; only this shard's groups with --shard), report. Ctrl-C: one line, status 130;
+    SIGTERM or SIGUSR1: one line, status 75."""
     argv = list(sys.argv[1:] if argv is None else argv)
     return run_interruptible(_main, argv, "Rerunning the same command resumes (finished runs are kept).")
 

@@ -177,9 +177,13 @@ class StopAtStepBoundary(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if batch + 1 < self.params.get("steps", math.inf):
-            self.on_epoch_end(None)
+            _raise_latched()
 
     def on_epoch_end(self, epoch, logs=None):
-        if _State.latched is not None:
-            signum, _State.latched = _State.latched, None
-            _stop(signum)
+        _raise_latched()
+
+
+def _raise_latched():
+    if _State.latched is not None:
+        signum, _State.latched = _State.latched, None
+        _stop(signum)

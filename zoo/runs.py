@@ -235,9 +235,9 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     _say(config, f"parameters: {params['trainable']:,} trainable, {params['frozen']:,} frozen "
                  f"({100 * params['frozen_fraction']:.1f}%); {data.steps_per_epoch} steps/epoch on "
                  f"{devices} device(s); output {out}")
-    initial_step = int(backup.get("batch", 0)) if backup else 0
-    if initial_epoch or initial_step:
-        where = (f"at step {initial_step} of epoch {initial_epoch + 1}" if initial_step
+    state = TrainingState.from_backup(backup)
+    if initial_epoch or state.epoch_step:
+        where = (f"at step {state.epoch_step} of epoch {initial_epoch + 1}" if state.epoch_step
                  else f"after epoch {initial_epoch}")
         _say(config, f"resuming from {checkpoint_dir / backup['weights']} {where}")
 
@@ -245,7 +245,6 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     if plan.diverged is not None:
         divergences.append(plan.diverged)
     previous_wall = float(run_state.get("wall_time_s", 0.0))
-    state = TrainingState.from_backup(backup)
     if state.best[0] is not None and (out / BEST_MODEL_FILE).exists():  # the best epoch before the resume
         state.best_weights = keras.saving.load_model(out / BEST_MODEL_FILE, compile=False).get_weights()
 
