@@ -87,3 +87,16 @@ def test_outside_a_fit_and_on_the_second_press_ctrl_c_raises_at_once():
         with fit_scope():
             signal.raise_signal(signal.SIGINT)
         assert interrupts._State.pending is None  # a request left when a fit ends does not leak into the next
+
+
+def test_preempt_signal_names_are_checked_with_the_allowed_forms(capsys):
+    from zoo.interrupts import parse_signal_names
+    from zoo.train import main as train_main
+
+    assert parse_signal_names("TERM, usr1,SIGTERM") == ("SIGTERM", "SIGUSR1")
+    assert parse_signal_names("") == ()
+    for bad in ("SIGKILL", "INT", "FOO"):
+        with pytest.raises(ValueError, match=r"--preempt-signals: .* such as SIGTERM, SIGUSR1"):
+            parse_signal_names(bad)
+    assert train_main(["listops", "--preempt-signals", "SIGFOO"]) == 2
+    assert "error: --preempt-signals: 'SIGFOO' is not a signal" in capsys.readouterr().err
