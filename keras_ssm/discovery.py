@@ -9,7 +9,22 @@ importing anything under ``keras_ssm.layers`` runs that package's ``__init__``, 
 
 from __future__ import annotations
 
-__all__ = ["is_ssm_layer", "find_ssm_layers"]
+__all__ = ["is_ssm_layer", "find_ssm_layers", "mark_ssm_variables", "is_marked_ssm_variable"]
+
+#: The attribute an SSM layer sets on its SSM variables (``layer.ssm_variables``) when it is built, so that an
+#: optimizer that only sees the variables (``SSMAdamW.build``) finds them.
+_SSM_VARIABLE_MARK = "keras_ssm_ssm_variable"
+
+
+def mark_ssm_variables(variables) -> None:
+    """Mark ``variables`` as SSM variables (the reference training's own learning rate, no weight decay)."""
+    for variable in variables:
+        setattr(variable, _SSM_VARIABLE_MARK, True)
+
+
+def is_marked_ssm_variable(variable) -> bool:
+    """Whether an SSM layer marked ``variable`` with :func:`mark_ssm_variables`."""
+    return getattr(variable, _SSM_VARIABLE_MARK, False) is True
 
 
 def is_ssm_layer(obj) -> bool:

@@ -69,7 +69,10 @@ same_weights(plain, "/plain_weights.npz")
 assert {{"SSMBlock", "MaskedMeanPooling", "LastStep"}} <= {{type(layer).__name__ for layer in plain.layers}}
 model = keras.saving.load_model(out + "/zoo.keras")
 assert type(model.optimizer).__name__ == "SSMAdamW", type(model.optimizer)
-assert model.optimizer.ssm_variable_paths and 0 < model.optimizer.ssm_lr_scale
+assert 0 < model.optimizer.ssm_lr_scale < 1
+from keras_ssm.discovery import find_ssm_layers
+ssm = [v for layer in find_ssm_layers(model).values() for v in layer.ssm_variables]
+assert ssm and all(model.optimizer.is_ssm_variable(v) for v in ssm)   # found again in the loaded model
 assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 3   # the optimizer state came back
 same_weights(model, "/zoo_weights.npz")
 import sys

@@ -180,9 +180,8 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int, *, padded_ev
     if padded_evaluation:
         metrics.append(keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"))
     model.compile(
-        optimizer=make_optimizer(model, lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
-                                 total_steps=config.epochs * steps_per_epoch,
-                                 warmup_fraction=config.warmup_fraction),
+        optimizer=make_optimizer(lr=config.lr, ssm_lr=config.ssm_lr, weight_decay=config.weight_decay,
+                                 total_steps=config.epochs * steps_per_epoch, warmup_fraction=config.warmup_fraction),
         loss=classification_loss(),
         weighted_metrics=metrics,
     )

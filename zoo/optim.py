@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_ssm.optimizers import SSMAdamW, ssm_variable_paths
+from keras_ssm.optimizers import SSMAdamW
 
 
 def warmup_cosine_schedule(peak_lr: float, total_steps: int, warmup_fraction: float):
@@ -21,12 +21,8 @@ def warmup_cosine_schedule(peak_lr: float, total_steps: int, warmup_fraction: fl
     )
 
 
-def make_optimizer(model, *, lr: float, ssm_lr: float, weight_decay: float, total_steps: int,
+def make_optimizer(*, lr: float, ssm_lr: float, weight_decay: float, total_steps: int,
                    warmup_fraction: float) -> SSMAdamW:
-    """SSMAdamW over ``model``'s SSM variables with the warmup + cosine schedule of ``total_steps`` steps."""
-    return SSMAdamW(
-        learning_rate=warmup_cosine_schedule(lr, total_steps, warmup_fraction),
-        weight_decay=weight_decay,
-        ssm_variable_paths=ssm_variable_paths(model),
-        ssm_lr_scale=ssm_lr / lr,
-    )
+    """SSMAdamW (it finds the SSM variables of the model it is compiled with) with the warmup + cosine schedule of ``total_steps`` steps."""
+    return SSMAdamW(warmup_cosine_schedule(lr, total_steps, warmup_fraction), weight_decay=weight_decay,
+                    ssm_lr_scale=ssm_lr / lr)

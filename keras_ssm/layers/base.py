@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_ssm.discovery import mark_ssm_variables
 from keras_ssm.ops.diagonal import fft_convolution
 from keras_ssm.ops.discrete import DISCRETIZATIONS
 from keras_ssm.ops.init import (
@@ -183,6 +184,7 @@ class BaseSSM(keras.layers.Layer):
                 dtype=self.dtype_policy,
             )
             self.output_dense.build((None, None, H))
+        mark_ssm_variables(self.ssm_variables)  # SSMAdamW finds them among the model's variables
 
     def _add_eigenvalue_weights(self, a):
         """Create `log_a_real` and `a_imag` from continuous eigenvalues a (complex (H, N/2), Re a < 0).
