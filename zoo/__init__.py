@@ -1,15 +1,23 @@
 """The LRA model zoo: configs, data, models and training built on keras_ssm.
 
-Importing it before Keras (as every zoo and tuning script does) keeps TensorFlow's C++ log lines (oneDNN,
-CPU features, absl) off the terminal on every backend: TensorFlow is imported by Keras itself on the
-tensorflow backend and by the tf.data input pipeline on the others. Errors are still printed; set
-``TF_CPP_MIN_LOG_LEVEL=0`` to see everything.
+Importing it before Keras (as every zoo and tuning script does) keeps TensorFlow's C++ start-up lines
+(absl's "All log messages before absl::InitializeLog() ...", oneDNN's "custom operations are on", the CPU
+feature notice, the CUDA plugin re-registrations) off the terminal on every backend and CPU kind, without
+changing what TensorFlow computes: TensorFlow is imported by Keras itself on the tensorflow backend and by
+the tf.data input pipeline on the others. ``TF_CPP_MIN_LOG_LEVEL=2`` silences its later info and warning
+lines but not those start-up lines (absl prints them before it reads any setting), so the first
+``import tensorflow`` runs with the process's stderr captured, and every captured line that is not one of
+those is written back. Errors are still printed; set ``TF_CPP_MIN_LOG_LEVEL=0`` and
+``KERAS_SSM_TF_STARTUP_LINES=1`` to see everything.
 """
 
 import importlib
 import os as _os
 
+from zoo.quiet import quiet_tensorflow_startup as _quiet_tensorflow_startup
+
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_quiet_tensorflow_startup()
 
 from keras_ssm import devices as _devices  # noqa: E402  (imports neither keras nor TensorFlow)
 
