@@ -36,8 +36,25 @@ GPU_CHECK = "Check with: python benchmarks/gpu_check.py"
 
 
 def report_devices(print_fn=print) -> dict:
-    """`keras_ssm.devices.report_devices` whose idle-GPU warning names the checkout's install and check commands."""
-    return _devices.report_devices(print_fn=print_fn, install=GPU_INSTALL, advice=GPU_CHECK)
+    """`keras_ssm.devices.report_devices` whose idle-GPU warning names the checkout's install and check commands,
+    then a line saying where the backend came from and how to choose another (:func:`backend_choice`)."""
+    info = _devices.report_devices(print_fn=print_fn, install=GPU_INSTALL, advice=GPU_CHECK)
+    if print_fn is not None:
+        print_fn(backend_choice(info["backend"]))
+    return info
+
+
+def backend_choice(backend: str) -> str:
+    """'backend: jax (from KERAS_BACKEND); ...': which setting chose Keras' backend, and how to pick another."""
+    others = " or ".join(f"KERAS_BACKEND={b}" for b in ("jax", "tensorflow", "torch") if b != backend)
+    keras_json = _os.path.join(_os.environ.get("KERAS_HOME", _os.path.expanduser("~/.keras")), "keras.json")
+    if _os.environ.get("KERAS_BACKEND"):
+        source = "from KERAS_BACKEND"
+    elif backend != "tensorflow" and _os.path.isfile(keras_json):  # Keras writes the file itself, with tensorflow
+        source = f"from {keras_json}"
+    else:
+        source = "Keras' default, as KERAS_BACKEND is not set"
+    return f"backend: {backend} ({source}); to choose another, start the command with {others}"
 
 
 def check_data_parallel(info: dict) -> str:

@@ -373,6 +373,28 @@ class QuietEpochLogs(keras.callbacks.Callback):
                 logs.pop(key, None)
 
 
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch, for logs and files (``verbose=2``; Keras' own prints an "Epoch k/E" line before it):
+
+        epoch 3/4: 12.1 s, loss 1.6165, accuracy 0.3800, val_loss 1.5841, val_accuracy 0.4120
+
+    Put it after :class:`QuietEpochLogs` and fit with ``verbose=0``."""
+
+    def __init__(self, print_fn=print):
+        super().__init__()
+        self.print_fn = print_fn
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - (self._start or time.perf_counter())
+        metrics = ", ".join(f"{key} {float(value):.4f}" for key, value in (logs or {}).items()
+                            if np.ndim(value) == 0)
+        self.print_fn(f"epoch {epoch + 1}/{self.params.get('epochs', '?')}: {seconds:.1f} s, {metrics}")
+
+
 def current_learning_rate(optimizer):
     """The learning rate the optimizer uses at its current iteration, as a float (None if unknown)."""
     if optimizer is None:

@@ -168,6 +168,20 @@ class TrainConfig:
         lines += [f"  {name:<{width}} = {getattr(self, name)!r}{self._resolved_note(name)}" for name in FIELD_NAMES]
         return "\n".join(lines)
 
+    def summary(self) -> str:
+        """Two lines: the model and the training settings a reader checks first (every field: ``str(config)``)."""
+        layer = SSM_LAYERS[self.model].layer_class
+        init = self.init if self.init is not None else layer.default_init
+        discretization = self.discretization if self.discretization is not None else layer.default_discretization
+        model = (f"{layer.__name__} ({init} init, {discretization}), {self.num_layers} layer(s) of H = {self.d_model}, "
+                 f"N = {self.d_state}{f', rank {self.rank}' if self.model == 's4' else ''}"
+                 f"{', bidirectional' if self.bidirectional else ''}, {self.norm} norm")
+        modes = f", {self.frozen_modes:g} of the modes frozen" if self.frozen_modes else ""
+        training = (f"{self.eigenvalue_mode} eigenvalues{modes}, dt in [{self.dt_min:g}, {self.dt_max:g}]; lr {self.lr:g} "
+                    f"(SSM {self.ssm_lr:g}), weight decay {self.weight_decay:g}, batch {self.batch_size}, "
+                    f"{self.epochs} epochs, seed {self.seed}")
+        return f"model: {self.task} ({self.preset} preset), {model}\ntraining: {training}"
+
     def _resolved_note(self, name: str) -> str:
         """For ``init`` and ``discretization`` left at None: what the model's layer uses instead."""
         if name not in ("init", "discretization") or getattr(self, name) is not None:

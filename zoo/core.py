@@ -32,6 +32,7 @@ import numpy as np
 
 from keras_ssm.devices import device_info
 from zoo.callbacks import (
+    EpochLine,
     EpochTimer,
     QuietEpochLogs,
     TrainingDivergedError,
@@ -327,7 +328,7 @@ class RunResult:
 
 def fit_and_evaluate(config: TrainConfig, data: TrainingData, *, model=None, state: TrainingState | None = None,
                      callbacks=(), initial_epoch: int = 0, epochs: int | None = None, devices: int = 1,
-                     on_divergence: str = "raise", verbose: int | None = None) -> RunResult:
+                     on_divergence: str = "raise", verbose: int | None = None, announce=None) -> RunResult:
     """Fit ``config``'s model on ``data`` from ``initial_epoch`` to ``epochs``, then test its best epoch.
 
     Args:
@@ -341,7 +342,9 @@ def fit_and_evaluate(config: TrainConfig, data: TrainingData, *, model=None, sta
         devices: devices the batch is split over (recorded in the result).
         on_divergence: "raise" (re-raise :class:`zoo.callbacks.TrainingDivergedError` after the fit, nothing
             evaluated) or "keep_best" (the best finished epoch is tested; ``result.diverged`` says what happened).
-        verbose: Keras verbosity (None: ``config.verbose``); when set, one short line per epoch.
+        verbose: None: ``config.verbose``; 0 silent, 1 Keras' progress bar, 2 one line per epoch
+            (:class:`zoo.callbacks.EpochLine`).
+        announce: called with a line before each phase that prints nothing of its own (the test evaluation).
 
     Returns:
         The :class:`RunResult`; the model holds the best epoch's weights (when any epoch finished).
@@ -361,8 +364,12 @@ def fit_and_evaluate(config: TrainConfig, data: TrainingData, *, model=None, sta
     # the timer (its keys go into the record), the record, the caller's callbacks (a backup), and last the
     # latched stop signal's raise.
     fit_callbacks = [LatchStopRequest(), *stop_on_divergence, timer, EpochRecord(state, guard), *callbacks]
-    if verbose:  # short epoch lines: the timings stay in the history, not in the progress bar
+    # Short epoch lines: the timings stay in the history, not in the progress bar or the epoch line.
+    if verbose == 1:
         fit_callbacks += [QuietEpochLogs(), keras.callbacks.ProgbarLogger()]
+    elif verbose:
+        fit_callbacks += [QuietEpochLogs(), EpochLine(print_fn=lambda line: print(line, flush=True))]
+        verbose = 0
     fit_callbacks.append(StopAtStepBoundary())
     diverged = None
     first_epoch = initial_epoch
@@ -384,6 +391,8 @@ def fit_and_evaluate(config: TrainConfig, data: TrainingData, *, model=None, sta
     if state.best_weights is not None:
         model.set_weights(state.best_weights)
         if data.test is not None:
+            if announce is not None:
+                announce(f"testing the weights of the best epoch ({state.best[0]}) on the test split")
             test = _evaluate(model, data.test, data.batch_size)
     best, best_value = state.best
     params = count_parameters(model)

@@ -81,6 +81,16 @@ class LockedError(RunDirectoryError):
 
 
 # ---------------------------------------------------------------------------------------------
+def display_path(path) -> str:
+    """``path`` as a user types it from the working directory: relative when inside it, absolute otherwise."""
+    path = Path(path).expanduser()
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(resolved)
+
+
 def is_temporary(path) -> bool:
     """True for the temporary files of :func:`write_text_atomic` (``.<name>.<pid>.tmp``)."""
     name = Path(path).name

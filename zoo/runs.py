@@ -88,6 +88,7 @@ from zoo.rundir import (
     DirectoryLock,
     RunDirectoryError,
     directory_entries,
+    display_path,
     read_json,
     save_weights_atomic,
     write_json_atomic,
@@ -149,8 +150,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume_diverged: bool
         broadcast_flag(True)
         barrier("run directory copied")  # the followers have copied the backup (zoo.distributed)
         if plan.results is not None:
-            _say(config, f"{out} already holds the finished run; pass --overwrite to train again.\n"
-                         + result_summary(plan.results, out / RESULTS_FILE))
+            _say(config, f"{display_path(out)} already holds the finished run; pass --overwrite to train again.\n"
+                         + closing_block(plan.results, out))
             return plan.results
         with _distribution_scope(config):
             return _train(config, out, plan, wall_start, callbacks)
@@ -225,7 +226,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         (out / DIVERGED_FILE).unlink(missing_ok=True)  # a stale record (a later epoch completed)
 
     info, majority_rate = data.info, data.test_majority_rate
-    _say(config, str(config))
+    _say(config, config.summary())
     for note in plan.notes:
         _say(config, note)
     _say(config, f"{config.task}: {info.num_examples} train / {data.val_info.num_examples} val / "
@@ -234,7 +235,9 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     params = count_parameters(model)
     _say(config, f"parameters: {params['trainable']:,} trainable, {params['frozen']:,} frozen "
                  f"({100 * params['frozen_fraction']:.1f}%); {data.steps_per_epoch} steps/epoch on "
-                 f"{devices} device(s); output {out}")
+                 f"{devices} device(s)")
+    _say(config, f"run directory: {display_path(out)} (every setting in {CONFIG_FILE}; "
+                 f"python zoo/train.py ... --print-config shows them without training)")
     state = TrainingState.from_backup(backup)
     if initial_epoch or state.epoch_step:
         where = (f"at step {state.epoch_step} of epoch {initial_epoch + 1}" if state.epoch_step
@@ -247,6 +250,9 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     previous_wall = float(run_state.get("wall_time_s", 0.0))
     if state.best[0] is not None and (out / BEST_MODEL_FILE).exists():  # the best epoch before the resume
         state.best_weights = keras.saving.load_model(out / BEST_MODEL_FILE, compile=False).get_weights()
+    if initial_epoch < config.epochs:
+        _say(config, f"training epochs {initial_epoch + 1}-{config.epochs} (the first step compiles the model: "
+                     f"it takes longer)" + ("" if config.verbose == 1 else "; one line per epoch"))
 
     def backup_state():
         return {**state.backup_record(), "wall_time_s": previous_wall + time.perf_counter() - wall_start,
@@ -265,7 +271,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
             if process_count() > 1:  # Keras cannot count the batches of a dataset sharded over processes
                 warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
             result = fit_and_evaluate(config, data, model=model, state=state, callbacks=callbacks,
-                                      initial_epoch=initial_epoch, devices=devices)
+                                      initial_epoch=initial_epoch, devices=devices,
+                                      announce=lambda line: _say(config, line))
     except TrainingDivergedError as err:
         raise TrainingDivergedError(_divergence_stop(config, out, str(err), err.event)) from None
     (out / DIVERGED_FILE).unlink(missing_ok=True)
@@ -274,6 +281,8 @@ def _train(config, out, plan, wall_start, extra_callbacks):
                  "checkpoints": CHECKPOINT_DIR}
     if (out / TENSORBOARD_DIR).exists():
         artifacts["tensorboard"] = TENSORBOARD_DIR
+    _say(config, f"plotting {CURVES_FILE} and {MEMORY_PLOT_FILE} (the memory functions of every SSM layer, "
+                 f"initial and trained)")
     if plot_training_curves(out / HISTORY_FILE, out / CURVES_FILE, majority_rate=majority_rate,
                             title=curves_title(config)):
         artifacts["training_curves"] = CURVES_FILE
@@ -284,7 +293,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
                                  divergences=divergences, device=device, artifacts=artifacts)
     results = result.to_dict()
     write_json_atomic(out / RESULTS_FILE, results)
-    _say(config, result_summary(results, out / RESULTS_FILE))
+    _say(config, closing_block(results, out))
     return results
 
 
@@ -322,15 +331,45 @@ def evaluate_run(run_dir, split: str = "test", *, batch_size: int | None = None)
             "majority_class_rate": info.majority_rate}
 
 
-def result_summary(results: dict, path) -> str:
+def result_summary(results: dict) -> str:
     """One line with a finished run's result (test accuracy, majority-class rate, best validation
-    accuracy and its epoch, wall time) and where ``results.json`` is."""
+    accuracy and its epoch, wall time)."""
     best = results.get("best_val_accuracy")
     majority = results.get("majority_class_rate")
     return (f"test accuracy {results['test_accuracy']:.4f} (majority-class rate "
             f"{'n/a' if majority is None else f'{majority:.4f}'}), best val accuracy "
             f"{'n/a' if best is None else f'{best:.4f}'} at epoch {results.get('best_epoch')}, "
-            f"wall time {results.get('wall_time_s', float('nan')):.0f} s; results in {path}")
+            f"wall time {results.get('wall_time_s', float('nan')):.0f} s")
+
+
+#: What each file of a finished run holds, in the order the closing block lists them.
+_ARTIFACT_WORDS = {
+    "results": (RESULTS_FILE, "test accuracy, parameter counts, timings, device"),
+    "best_model": (BEST_MODEL_FILE, "the best model by validation accuracy (keras.saving.load_model after import keras_ssm)"),
+    "config": (CONFIG_FILE, "every resolved setting"),
+    "history": (HISTORY_FILE, "loss and accuracy per epoch"),
+    "training_curves": (CURVES_FILE, "the same as a plot"),
+    "memory_functions": (MEMORY_PLOT_FILE, "each SSM layer's memory function, initial and trained"),
+    "tensorboard": (TENSORBOARD_DIR + "/", "TensorBoard logs"),
+    "checkpoints": (CHECKPOINT_DIR + "/", "the backup a rerun resumes from, and the initial weights"),
+}
+
+
+def closing_block(results: dict, out) -> str:
+    """What a finished run prints last: its result, every file it wrote with what it holds, and the next commands."""
+    shown = display_path(out)
+    artifacts = {"results": RESULTS_FILE, **(results.get("artifacts") or {})}
+    files = [_ARTIFACT_WORDS[key] for key in _ARTIFACT_WORDS if key in artifacts]
+    width = max(len(name) for name, _ in files)
+    lines = [f"Done: {result_summary(results)}", f"Files in {shown}/:"]
+    lines += [f"  {name:<{width}}  {words}" for name, words in files]
+    lines += ["Next:", f"  python zoo/train.py --evaluate {shown}   # test accuracy and loss of {BEST_MODEL_FILE}"]
+    if "tensorboard" in artifacts:
+        lines.append(f"  tensorboard --logdir {Path(shown) / TENSORBOARD_DIR}   # the curves in TensorBoard")
+    if "memory_functions" in artifacts:
+        lines.append(f"  python -m keras_ssm.memory --model {Path(shown) / BEST_MODEL_FILE}   # memory of the trained "
+                     f"layers, as a table and a plot")
+    return "\n".join(lines)
 
 
 def _divergence_stop(config, out, description, event) -> str:

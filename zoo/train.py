@@ -124,9 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue a run that stopped on divergence from its last completed epoch; --lr, "
                              "--ssm-lr and --set divergence_factor=... may then differ from the stored config.")
     parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
-                        help="Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent (default: 1).")
+                        help="Keras fit verbosity: 1 = progress bar, 2 = one line per epoch (for logs and files), "
+                             "0 = silent (default: 1 on a terminal, 2 when the output goes to a file or pipe).")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit.")
     return parser
+
+
+def default_verbosity(stream=None) -> int:
+    """Keras' progress bar (1) on a terminal; one line per epoch (2) when the output goes to a file or a pipe,
+    where every redraw of the bar would be a line of its own."""
+    stream = sys.stdout if stream is None else stream
+    return 1 if getattr(stream, "isatty", lambda: False)() else 2
 
 
 def resolve_config(args):
@@ -159,6 +167,8 @@ def resolve_config(args):
         "backup_every": args.backup_every,
         "verbose": args.verbose,
     }
+    if args.verbose is None and "verbose" not in file_values:
+        flags["verbose"] = default_verbosity()
     config = config.replace(**{k: v for k, v in flags.items() if v is not None})
     overrides = parse_set_overrides(args.set)
     for key in ("task", "preset"):
