@@ -71,3 +71,14 @@ def test_readme_python_block_runs_as_pasted(index, tmp_path):
                             timeout=300)
     assert result.returncode == 0, f"README.md python block {index + 1} failed:\n{block}\n{result.stderr[-3000:]}"
     assert set(os.listdir(ROOT)) == before, "a block run from the repository root left files there"
+
+
+def test_what_the_commands_and_examples_write_is_ignored_by_git():
+    """The CLIs' default output folders (train.py and the experiments: runs/, sweep.py: sweeps/) and the files
+    the README's examples write into the working directory stay out of `git status`."""
+    committed_files()
+    written = ["runs/listops-quick-s4d-learned-seed0/results.json", "sweeps/digits-quick-s4d-random/sweep.json",
+               "memory_functions.png", "model_memory.png", "eigenvalues.npy", "my_model.keras"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
+    assert ignored == written
