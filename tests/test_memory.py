@@ -452,3 +452,30 @@ def test_memory_summary_takes_a_memory_function_or_its_values_and_names_anything
     for bad in ("abc", {"a": 1}, None, np.zeros((2, 0))):
         with pytest.raises(ValueError, match="MemoryFunction or an array"):
             memory_summary(bad)
+
+
+def test_cli_tabulates_and_draws_the_layers_of_a_saved_model(tmp_path, capsys):
+    import keras
+
+    import keras_ssm
+
+    inputs = keras.Input((32, 4))
+    model = keras.Model(inputs, keras_ssm.S4(n=8, seed=1, name="second")(keras_ssm.S4D(n=8, seed=0, name="first")(inputs)))
+    model.save(tmp_path / "m.keras")
+    out = tmp_path / "mf.png"
+    assert cli_main(["--model", str(tmp_path / "m.keras"), "--horizon", "64", "--out", str(out)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    expected = model_memory_functions(model, horizon=64)
+    for name in ("first", "second"):
+        assert float(rows[name][3]) == pytest.approx(np.mean(expected[name].capacity), abs=1e-3)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    for argv, message in ((["--model", str(tmp_path / "missing.keras")], "cannot load it"),
+                          (["--model", str(tmp_path / "m.keras"), "--inits", "inv"], "not allowed with")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main([*argv, "--out", str(out)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    plain = keras.Sequential([keras.Input((8, 2)), keras.layers.Dense(3)])
+    plain.save(tmp_path / "plain.keras")
+    with pytest.raises(SystemExit):
+        cli_main(["--model", str(tmp_path / "plain.keras"), "--out", str(out)])
+    assert "contains no S4/S4D layer" in capsys.readouterr().err

@@ -11,7 +11,9 @@ and ``--discretization`` do not apply to it).
 ``--inits`` also takes the discrete families (used as given, at dt = 1), with parameters, e.g.
 `linear_magnitudes:rho=0.99 unity_rings:rho=0.99,p=4`, and .npy files of continuous eigenvalues
 (N/2,) (discretized with --dt like the named continuous inits).
-Only numpy, scipy and matplotlib are imported (never keras).
+``--model FILE.keras`` instead draws and tabulates the memory function of every S4/S4D layer of a saved
+model (a zoo run's ``best.keras``, or any model with keras_ssm layers), per layer averaged over channels.
+Only numpy, scipy and matplotlib are imported (keras only with ``--model``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
             "rank and condition number of the feature matrix for each set."
         ),
     )
-    parser.add_argument("--inits", nargs="+", default=list(INIT_NAMES), metavar="INIT",
+    sets = parser.add_mutually_exclusive_group()
+    sets.add_argument("--model", default=None, metavar="FILE.keras",
+                      help="a saved Keras model (e.g. a zoo run's best.keras): the memory functions of every S4/S4D "
+                           "layer in it, instead of eigenvalue sets (--n, --dt, --discretization do not apply)")
+    sets.add_argument("--inits", nargs="+", default=list(INIT_NAMES), metavar="INIT",
                         help=f"eigenvalue sets to compare: any of {', '.join(INIT_NAMES)} (continuous, scaled by "
                              "--dt), linear_magnitudes[:rho=R] or unity_rings[:rho=R,p=P] (discrete, as given), "
                              "'memory' (designed for the flattest memory up to --horizon, discrete: seconds to "
@@ -86,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _format_table(rows, fraction) -> str:
-    header = ("init", "dim", "rank", "MC", f"length@{fraction:g}", "accuracy", "cond")
+def _format_table(rows, fraction, first: str = "init") -> str:
+    header = (first, "dim", "rank", "MC", f"length@{fraction:g}", "accuracy", "cond")
     width = max([8] + [len(name) + 2 for name, _ in rows])
     lines = [f"{header[0]:<{width}}{header[1]:>5}{header[2]:>6}{header[3]:>9}{header[4]:>13}{header[5]:>10}{header[6]:>11}"]
     for name, summary in rows:
@@ -98,8 +104,46 @@ def _format_table(rows, fraction) -> str:
     return "\n".join(lines)
 
 
+def model_memory_table(path, horizon: int, infinite: bool, fraction: float):
+    """The memory functions {layer path: MemoryFunction} of every SSM layer of the model saved at ``path``,
+    and their table rows."""
+    import keras  # 3-6 s, paid only with --model; keras_ssm (imported here) registers its classes with it
+
+    from keras_ssm.memory.models import model_memory_functions
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--model {path}: cannot load it as a Keras model ({' '.join(str(err).split())[:300]})") from None
+    try:
+        curves = model_memory_functions(model, horizon=horizon, infinite_horizon=infinite)
+    except ValueError as err:
+        raise ValueError(f"--model {path}: {err}") from None
+    return curves, [(name, memory_summary(memory, fraction)) for name, memory in curves.items()]
+
+
+def _main_model(args) -> int:
+    from keras_ssm.memory.plotting import plot_memory_comparison
+
+    try:
+        curves, rows = model_memory_table(args.model, args.horizon, args.infinite, args.fraction)
+    except ValueError as err:
+        build_parser().error(str(err))
+    horizon = "infinite horizon" if args.infinite else f"T = {args.horizon}"
+    title = f"Memory function of each SSM layer of {args.model} ({horizon})"
+    plot_memory_comparison({"saved model": curves}, args.out, title=title)
+    print(title)
+    print(_format_table(rows, args.fraction, first="layer"))
+    print("per layer, averaged over its channels; dim: real state dimension; rank: numerical rank; "
+          "cond: condition number of the feature matrix")
+    print(f"figure written to {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.model is not None:
+        return _main_model(args)
     if args.n % 2:
         build_parser().error(f"--n must be even, got {args.n}")
     from keras_ssm.ops.init import check_eigenvalue_init, resolve_eigenvalue_init  # numpy only
