@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from keras_ssm.memory import plot_memory_comparison
+from keras_ssm.memory.plotting import MF_AXIS_LABEL, plot_memory_comparison
 from zoo.analysis import load_analysis_arrays, task_delay
 from zoo.data import task_options
 from zoo.reporting import code_version, figure, format_number, format_p, format_stat, mean_std, paired_comparison
@@ -269,16 +269,19 @@ def plot_group_memory(records, task: str, init: str, path, delay: int | None = N
             for label, layers in sets.items() if layers}
     if not sets:
         return False
-    fig = plot_memory_comparison(sets, None, title=(
-        f"{task} ({init}), seeds pooled: finite-window MF (state from zero at each sequence start, as the "
-        f"tables)\nthe rise at the last lags is the window's edge: the oldest inputs have no older ones to "
-        f"interfere with"))
+    fig = plot_memory_comparison(
+        sets, None, title=f"Memory of each SSM layer, {task} ({init} init), seeds pooled",
+        caption=("MF(k): the share of the input from k steps back that the best linear readout of the layer's "
+                 "state recovers; finite window (state from zero at each sequence start, as in the tables): the "
+                 "rise at the last lags is the window's edge, where the oldest inputs have no older ones to "
+                 "interfere with."))
     if delay is not None:
         for ax in fig.axes:
-            if ax.get_visible():
-                ax.axvline(delay, color="black", ls=":", lw=1)
-                ax.text(delay, 0.98, f" lag {delay}", transform=ax.get_xaxis_transform(), fontsize=7,
-                        va="top")
+            if not ax.get_visible():
+                continue
+            ax.axvline(delay, color="black", ls=":", lw=1)
+            if ax.get_ylabel() == MF_AXIS_LABEL:  # the MF panels, not the difference panels under them
+                ax.text(delay, 0.98, f" lag {delay}", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
     fig.savefig(path, dpi=120)
     return True
 

@@ -588,8 +588,11 @@ def plot_memory_before_after(config, info, initial_weights_path, trained_model, 
     horizon = memory_horizon(config, info)
     before = model_memory_functions(initial_model, horizon=horizon, infinite_horizon=True)
     after = model_memory_functions(trained_model, horizon=horizon, infinite_horizon=True)
-    plot_memory_comparison({"initial": before, "trained": after}, path,
-                           title=f"{curves_title(config)}\ntime-averaged MF (stationary state, as in the paper)\n"
-                                 f"lags 0-{horizon - 1}: the smaller of the sequence length ({info.seq_len}) "
-                                 f"and memory_horizon ({config.memory_horizon})")
+    plot_memory_comparison(
+        {"initial": before, "trained": after}, path,
+        title=f"Memory of each SSM layer before and after training: {curves_title(config)}",
+        caption=("MF(k): the share of the input from k steps back that the best linear readout of the layer's "
+                 "state recovers (1: all of it, 0: none); time-averaged (stationary state, as in the paper). "
+                 f"Lags 0-{horizon - 1}: the smaller of the sequence length ({info.seq_len}) and "
+                 f"memory_horizon ({config.memory_horizon})."))
     return True

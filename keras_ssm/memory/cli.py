@@ -92,6 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What the memory function is, in words: the first sentence of every figure caption.
+MF_CAPTION = ("MF(k): the share of the input from k steps back that the best linear readout of the state recovers "
+              "(1: all of it, 0: none).")
+
+
+def _horizon_caption(args) -> str:
+    if args.infinite:
+        return f"Infinite horizon (stationary state), shown over lags 0-{args.horizon - 1}."
+    return f"Finite horizon: the state started from zero T = {args.horizon} steps ago (lags 0-{args.horizon - 1})."
+
+
+def _sets_caption(args) -> str:
+    """The figure's caption: what MF is, the state size, horizon and discretisation."""
+    method = {"zoh": "zero-order hold", "bilinear": "bilinear"}.get(args.discretization, args.discretization)
+    return (f"{MF_CAPTION} State size N = {args.n}. {_horizon_caption(args)} Continuous eigenvalues discretised "
+            f"with step dt = {args.dt:g} ({method}); discrete sets used as they are.")
+
+
 def _format_table(rows, fraction, first: str = "init") -> str:
     header = (first, "dim", "rank", "MC", f"length@{fraction:g}", "accuracy", "cond")
     width = max([8] + [len(name) + 2 for name, _ in rows])
@@ -131,7 +149,8 @@ def _main_model(args) -> int:
         build_parser().error(str(err))
     horizon = "infinite horizon" if args.infinite else f"T = {args.horizon}"
     title = f"Memory function of each SSM layer of {args.model} ({horizon})"
-    plot_memory_comparison({"saved model": curves}, args.out, title=title)
+    plot_memory_comparison({"saved model": curves}, args.out, title=f"Memory of each SSM layer of {args.model}",
+                           caption=f"{MF_CAPTION} {_horizon_caption(args)}")
     print(title)
     print(_format_table(rows, args.fraction, first="layer"))
     print("per layer, averaged over its channels; dim: real state dimension; rank: numerical rank; "
@@ -180,7 +199,8 @@ def main(argv=None) -> int:
         rows.append((name, memory_summary(memory, args.fraction)))
     horizon = "infinite horizon" if args.infinite else f"T = {args.horizon}"
     title = f"Memory functions, N = {args.n}, {horizon}, dt = {args.dt:g} ({args.discretization})"
-    plot_memory_functions(curves, args.out, log_lag=not args.linear_lag, log_mf=args.log_mf, band=None, title=title)
+    plot_memory_functions(curves, args.out, log_lag=not args.linear_lag, log_mf=args.log_mf, band=None,
+                          title="Memory of diagonal SSMs with each eigenvalue set", caption=_sets_caption(args))
     print(title)
     print(_format_table(rows, args.fraction))
     print("dim: real state dimension; rank: numerical rank; cond: condition number of the feature matrix")
