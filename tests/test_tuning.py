@@ -216,9 +216,10 @@ def test_report_lists_every_trial_with_its_settings_objective_and_initial_memory
     project, space = resumed_sweep["project"], resumed_sweep["space"]
     report = resumed_sweep["second"].report
     with open(report["csv"], newline="") as f:
-        rows = {row["trial"]: row for row in csv.DictReader(f)}
+        rows = {row["folder"].removeprefix("trial_"): row for row in csv.DictReader(f)}
     assert set(rows) == {"0", "1"}
     for trial_id, row in rows.items():
+        assert row["trial"] == str(int(trial_id) + 1)  # Trial #1 is trial_0
         trial = read_trial(project, trial_id)
         values = space.values_for(trial["hyperparameters"]["values"])
         assert float(row["val_accuracy"]) == pytest.approx(trial["score"])
@@ -240,7 +241,7 @@ def test_report_lists_every_trial_with_its_settings_objective_and_initial_memory
     assert len(table_lines) == 3  # header + 2 trials
     assert "initial_mc" in table_lines[0] and "dt_max" in table_lines[0]
     assert report["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report["best_trial"] == ordered[0]
+    assert report["best_trial_id"] == ordered[0] and report["best_trial"] == int(ordered[0]) + 1
 
 
 def test_initial_memory_is_that_of_the_untrained_model(resumed_sweep):
@@ -271,7 +272,7 @@ def test_best_json_trains_with_the_zoo_cli(resumed_sweep, tmp_path):
 
     project, space = resumed_sweep["project"], resumed_sweep["space"]
     best_path = resumed_sweep["second"].report["best_json"]
-    best_id = resumed_sweep["second"].report["best_trial"]
+    best_id = resumed_sweep["second"].report["best_trial_id"]
     overrides = load_json_overrides(best_path)
     best_values = space.values_for(read_trial(project, best_id)["hyperparameters"]["values"])
     assert {key: overrides[key] for key in DIMENSIONS} == best_values  # JSON keeps floats exactly
@@ -361,14 +362,15 @@ def test_sweep_killed_during_the_second_trial_resumes_it(tmp_path):
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Reloading Tuner" in result.stdout
-    assert (f"[trial 1] resuming from its backup at step {stopped_at['batch']} of epoch {stopped_at['epoch'] + 1}"
+    assert (f"Trial #2: resuming from its backup at step {stopped_at['batch']} of epoch {stopped_at['epoch'] + 1}"
             in result.stdout)
     after = read_trial(project, "0")
     assert after["score"] == before["score"] and after["metrics"] == before["metrics"]
     assert read_trial(project, "1")["status"] == "COMPLETED"
     assert sorted(p.name for p in project.glob("trial_*")) == ["trial_0", "trial_1"]
     assert not (project / "trial_1" / "checkpoints").exists()  # a finished trial's backup is deleted
-    assert "[trial 0]" not in result.stdout and "[trial 1]" in result.stdout
+    assert "Running Trial #1 " not in result.stdout and "Trial #1:" not in result.stdout
+    assert "Running Trial #2 (folder trial_1)" in result.stdout and "Trial #2: val_accuracy" in result.stdout
     assert json.loads((project / "best.json").read_text())["init"] == "inv"
 
     # The rerun trial computed exactly what it computes in a sweep that was never killed.

@@ -14,7 +14,13 @@ release fails here first (and clearly) rather than silently breaking exact resum
 - the state in which ``keras_tuner.Oracle.end_trial`` stops a search after too many failed trials
   (tuning.search.stopped_for_failures);
 - the best-epoch saver KerasTuner adds to a trial's callbacks (``SaveBestEpoch``, not exported): its
-  ``filepath`` and ``best_value`` (tuning.hypermodel: a trial resumed from its backup keeps its best epoch).
+  ``filepath`` and ``best_value`` (tuning.hypermodel: a trial resumed from its backup keeps its best epoch);
+- the name of that saver's file, ``Tuner._get_checkpoint_fname`` = ``trial_<id>/checkpoint.weights.h5``
+  (tuning.project.TRIAL_CHECKPOINT_FILE: tuning.search.best_model reads it without a tuner).
+
+Public API whose behaviour the sweep's console relies on is checked here too: ``Oracle.verbose = 0`` turns
+KerasTuner's own trial display off (tuning.search prints its own table), and ``get_best_models`` loads each
+model through ``Tuner.load_model`` (which the sweep tuners override to load the optimizer state).
 """
 
 import inspect
@@ -28,6 +34,7 @@ import pytest
 
 from keras_ssm.optimizers import SSMAdamW
 from tuning.hypermodel import is_best_epoch_saver
+from tuning.project import TRIAL_CHECKPOINT_FILE
 from tuning.search import stopped_for_failures
 
 BACKEND = keras.backend.backend()
@@ -202,3 +209,39 @@ def test_keras_tuner_hands_fit_a_best_epoch_saver_that_honours_best_value(tmp_pa
     tuner.search(verbose=0)
     assert seen == {"saved_a_worse_epoch": False, "saved_a_better_epoch": True}, (
         "upstream changed how keras_tuner's SaveBestEpoch uses best_value / filepath; tuning.hypermodel relies on it")
+
+
+def test_keras_tuner_saves_the_best_epoch_where_tuning_reads_it(tmp_path):
+    symbol = "keras_tuner.Tuner._get_checkpoint_fname"
+    assert_parameters(kt.Tuner._get_checkpoint_fname, ["self", "trial_id"], symbol)
+    tuner = _search(tmp_path, max_trials=1)
+    tuner.search()
+    (trial_id,) = tuner.oracle.trials
+    assert tuner._get_checkpoint_fname(trial_id) == os.path.join(tuner.get_trial_dir(trial_id), TRIAL_CHECKPOINT_FILE), \
+        f"upstream {symbol} moved the best-epoch weights file; tuning.project.TRIAL_CHECKPOINT_FILE names it"
+
+
+def test_oracle_verbose_zero_silences_keras_tuners_trial_display(tmp_path, capsys):
+    tuner = _search(tmp_path)
+    tuner.oracle.verbose = 0
+    tuner.search()
+    out = capsys.readouterr().out
+    assert "Running Trial" not in out and "Complete" not in out and "Best score So Far" not in out, (
+        "keras_tuner.Oracle.verbose = 0 no longer turns off KerasTuner's trial display; tuning.search prints its "
+        f"own table and relies on it: {out!r}")
+
+
+def test_get_best_models_loads_through_tuner_load_model(tmp_path):
+    loaded = []
+
+    class Recording(_SpyTuner):
+        def load_model(self, trial):
+            loaded.append(trial.trial_id)
+            return "model"
+
+    _SpyOracle.saved_trials = []
+    oracle = _SpyOracle(objective=kt.Objective("score", "max"), max_trials=2, seed=1)
+    tuner = Recording(oracle=oracle, hypermodel=_TinyHyperModel(), directory=str(tmp_path), project_name="p")
+    tuner.search()
+    assert tuner.get_best_models(1) == ["model"] and loaded == [tuner.oracle.get_best_trials(1)[0].trial_id], \
+        "keras_tuner get_best_models no longer loads through Tuner.load_model, which tuning.search overrides"

@@ -16,6 +16,9 @@ Before training, :meth:`SSMHyperModel.build` records the memory functions of the
 SSM layers (``keras_ssm.memory.model_memory_functions`` with horizon ``min(seq_len,
 memory_horizon)``) and their summaries (:func:`initial_memory_summary`) in the trial directory
 (``trial_<id>/initial_memory.json``) and in the trial's metrics.
+
+:meth:`SSMHyperModel.load_trained_model` rebuilds a finished trial's model from its best-epoch weights file,
+optimizer state included (what ``tuning.search.best_model`` and the sweep tuners' ``get_best_models`` return).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 from keras_ssm.devices import device_info
 from keras_ssm.memory import MEMORY_LENGTH_FRACTION, memory_summary, model_memory_functions
-from tuning.project import OBJECTIVE
+from tuning.project import OBJECTIVE, trial_label
 from tuning.space import SearchSpace
 from zoo.configs import TrainConfig
 from zoo.callbacks import RunBackup, read_backup
@@ -112,6 +115,20 @@ class SSMHyperModel(kt.HyperModel):
         """The zoo TrainConfig of a trial with hyperparameter values ``hp_values``."""
         return self.base_config.replace(**self.space.values_for(hp_values))
 
+    def load_trained_model(self, values, checkpoint):
+        """The compiled model of a trial with config values ``values`` ({dt_min, dt_max, init,
+        trainable_eigenvalues, lr}, :meth:`SearchSpace.values_for`), holding the weights and optimizer state
+        of ``checkpoint`` (the trial's ``checkpoint.weights.h5``, saved by KerasTuner at its best epoch).
+
+        The optimizer's variables are built before loading, so Keras loads the saved optimizer state (step,
+        moments) instead of skipping it with a warning, as a plain ``load_weights`` into a freshly compiled
+        model does.
+        """
+        model = build_compiled_model(self.base_config.replace(**values), self.data())
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(checkpoint)
+        return model
+
     def memory_horizon(self) -> int:
         return memory_horizon(self.base_config, self.data().info)
 
@@ -169,8 +186,8 @@ class SSMHyperModel(kt.HyperModel):
             if backup is not None:
                 initial_epoch = int(backup["epoch"])
                 self._resume_best_epoch(model, state, callbacks)
-                print(f"[trial {self._trial_dir.name.removeprefix('trial_')}] resuming from its backup at step "
-                      f"{state.epoch_step} of epoch {initial_epoch + 1}", flush=True)
+                print(f"{trial_label(self._trial_dir.name.removeprefix('trial_'))}: resuming from its backup at "
+                      f"step {state.epoch_step} of epoch {initial_epoch + 1}", flush=True)
             callbacks.insert(0, RunBackup(backup_dir, run_state=state.backup_record, every=config.backup_every))
         result = fit_and_evaluate(config, data, model=model, state=state, callbacks=callbacks,
                                   initial_epoch=initial_epoch, epochs=epochs, on_divergence="keep_best")

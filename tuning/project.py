@@ -1,4 +1,5 @@
-"""A sweep project's identity: ``sweep.json``, the check that a rerun is the same sweep, the project name.
+"""A sweep project's identity: ``sweep.json``, the check that a rerun is the same sweep, the project name,
+and how its trials are named.
 
 ``sweep.json`` holds what identifies a sweep (task, preset, tuner, objective, base TrainConfig, search
 space in its JSON form) plus what the chief records when it starts (devices, val majority rate, memory
@@ -19,10 +20,29 @@ from zoo.rundir import SWEEP_FILE, DamagedFileError, RunDirectoryError, director
 TUNERS = ("random", "bayesian", "hyperband")
 #: What every sweep maximises: the validation accuracy at the trial's best epoch.
 OBJECTIVE = "val_accuracy"
+#: KerasTuner's weights file of a trial's best epoch, in ``trial_<id>/`` (contract: tests/test_upstream_contracts.py).
+TRIAL_CHECKPOINT_FILE = "checkpoint.weights.h5"
 
 
 class SweepProjectError(RunDirectoryError):
     """The project directory holds another sweep (or is not a sweep, or a damaged file) and cannot be resumed."""
+
+
+def trial_number(trial_id) -> int | str:
+    """The number a trial is shown with: KerasTuner's ``Running Trial #<n>``, 1-based (trial id ``"0"`` is
+    trial 1; its folder stays KerasTuner's ``trial_0``). A non-numeric id is shown as it is."""
+    text = str(trial_id)
+    return int(text) + 1 if text.isdigit() else text
+
+
+def trial_label(trial_id) -> str:
+    """``Trial #<n>`` (:func:`trial_number`), as KerasTuner and every line of the sweep name a trial."""
+    return f"Trial #{trial_number(trial_id)}"
+
+
+def trial_folder(trial_id) -> str:
+    """KerasTuner's folder of a trial in its project: ``trial_<id>``."""
+    return f"trial_{trial_id}"
 
 
 def default_project_name(base_config: TrainConfig, tuner: str) -> str:

@@ -1,45 +1,52 @@
 """Reports of a sweep, built from its project directory alone (so a resumed or finished sweep can be
 re-reported with ``python -m tuning.report PROJECT_DIR``):
 
-    results.csv    every trial: id, status, objective (val_accuracy at its best epoch), the config values
+    results.csv    every trial: number (``Trial #<n>`` as the console shows it, 1-based) and KerasTuner folder
+                   (``trial_<n-1>``), status, objective (val_accuracy at its best epoch), the config values
                    (dt_min, dt_max, init, fixed/learned eigenvalues, lr), the memory summaries of its
                    initial SSM layers (MC, memory length, memory accuracy), time, error message
     results.md     the same as a Markdown table, best first, with the rank correlation of the objective
                    with the initial memory summaries
     results.png    the objective against dt_min and dt_max (log axes) and against the initial MC and
                    memory length; colour = init, marker = fixed / learned eigenvalues
-    best.json      the best trial's settings as zoo config overrides:
-                   ``python zoo/train.py TASK --config best.json``
+    best.json      the best trial's settings as zoo config overrides: from the repository root,
+                   ``python zoo/train.py TASK --config <directory>/<project_name>/best.json``
+
+:func:`results_table` returns the table as dicts; :func:`trial_table` and :func:`trial_summary_line` are what
+the sweep prints when a trial starts and ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from keras_tuner.engine.trial import Trial
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from scipy.stats import spearmanr
 
-from tuning.project import OBJECTIVE, SWEEP_FILE, read_sweep_file
-from tuning.space import DIMENSIONS, INIT_CHOICES, SearchSpace
+from tuning.project import OBJECTIVE, SWEEP_FILE, read_sweep_file, trial_folder, trial_label, trial_number
+from tuning.space import DIMENSIONS, DT_MAX_POSITION, INIT_CHOICES, SearchSpace
 from zoo.configs import TrainConfig, get_config
 from zoo.rundir import INITIAL_MEMORY_FILE
 from zoo.rundir import SWEEP_BEST_FILE as BEST_FILE
 from zoo.rundir import SWEEP_CSV_FILE as CSV_FILE
 from zoo.rundir import SWEEP_MARKDOWN_FILE as MARKDOWN_FILE
 from zoo.rundir import SWEEP_PLOT_FILE as PLOT_FILE
-from zoo.rundir import read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+from zoo.rundir import display_path, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 
 COMPLETED = "COMPLETED"
 # TrainConfig fields left out of best.json: where the run writes and how much it prints.
 _NOT_EXPORTED = ("output_dir", "verbose")
 MEMORY_KEYS = ("memory_capacity", "memory_length", "memory_accuracy")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,8 @@ class TrialRow:
     """One trial of a sweep, as the report shows it.
 
     Attributes:
-        trial_id, status: KerasTuner's (status COMPLETED, FAILED, INVALID or RUNNING).
+        trial_id, status: KerasTuner's (status COMPLETED, FAILED, INVALID or RUNNING); the trial is shown as
+            ``Trial #<trial_id + 1>`` (:func:`tuning.project.trial_label`), its folder is ``trial_<trial_id>``.
         values: the trial's config values {dt_min, dt_max, init, trainable_eigenvalues, lr}.
         metrics: the metrics the trial reported (empty unless it completed).
         memory: initial memory summaries (``initial_memory.json``), or None when not recorded.
@@ -132,17 +140,20 @@ def ranked(rows: list[TrialRow]) -> list[TrialRow]:
 
 
 def table_records(rows: list[TrialRow]) -> list[dict]:
-    """The report table: one dict per trial, best first (columns in display order)."""
+    """The report table: one dict per trial, best first (columns in display order). ``trial`` is the trial's
+    number as the console shows it (``Trial #1`` is 1), ``folder`` its KerasTuner folder (``trial_0``),
+    ``continues_trial`` the number of the trial a Hyperband trial continues."""
     records = []
     for row in ranked(rows):
         m, memory = row.metrics, row.memory or {}
         records.append({
-            "trial": row.trial_id,
+            "trial": trial_number(row.trial_id),
+            "folder": trial_folder(row.trial_id),
             "status": row.status,
             OBJECTIVE: m.get(OBJECTIVE),
             "best_epoch": _int_or_none(m.get("best_epoch")),
             "epochs": row.epochs,
-            "continues_trial": row.parent,
+            "continues_trial": None if row.parent is None else trial_number(row.parent),
             "dt_min": row.values["dt_min"],
             "dt_max": row.values["dt_max"],
             "init": row.values["init"],
@@ -185,9 +196,15 @@ def _format(key: str, value) -> str:
     return str(value).replace("|", "\\|")
 
 
-_MARKDOWN_COLUMNS = ("trial", "status", OBJECTIVE, "best_epoch", "epochs", "continues_trial", "dt_min", "dt_max", "init",
+_MARKDOWN_COLUMNS = ("trial", "folder", "status", OBJECTIVE, "best_epoch", "epochs", "continues_trial", "dt_min", "dt_max", "init",
                      "eigenvalues", "lr", "initial_mc", "initial_memory_length", "initial_memory_accuracy",
                      "train_time_s", "diverged", "message")
+
+
+def results_table(project_dir) -> list[dict]:
+    """The report table of a sweep project (:func:`table_records`: one dict per trial, best first), read from
+    its files; the same rows as results.csv."""
+    return table_records(collect_trials(project_dir)[1])
 
 
 def markdown_table(records: list[dict], columns=_MARKDOWN_COLUMNS) -> str:
@@ -217,64 +234,123 @@ def memory_correlations(rows: list[TrialRow]) -> dict:
 # ---------------------------------------------------------------------------------------------
 _INIT_COLORS = {init: f"C{i}" for i, init in enumerate(INIT_CHOICES)}
 _MARKERS = {True: "o", False: "^"}
+#: Marker sizes (points) of a trial and of the ring around the best one.
+_POINT_SIZE, _RING_SIZE = math.sqrt(46), math.sqrt(170)
+#: Room between the outermost points and the frame, as a fraction of each axis' range.
+_SWEEP_MARGIN = 0.1
 
 
-def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: float | None = None) -> bool:
-    """Objective vs dt_min, dt_max (log x), initial MC and initial memory length, one point per completed
-    trial; colour = init, marker = learned (circle) / fixed (triangle) eigenvalues, best trial ringed.
-    Returns False when no trial completed."""
-    done = [r for r in rows if r.completed]
-    if not done:
-        return False
-    best = ranked(done)[0]
-    panels = [
-        ("dt_min", lambda r: r.values["dt_min"], "log", "dt_min"),
-        ("dt_max", lambda r: r.values["dt_max"], "log", "dt_max"),
-        ("initial MC", lambda r: (r.memory or {}).get("memory_capacity"), "linear",
+def _sweep_panels() -> list:
+    """(x getter, x scale, x label) of the four panels of the sweep plot."""
+    return [
+        (lambda r: r.values["dt_min"], "log", "dt_min"),
+        (lambda r: r.values["dt_max"], "log", "dt_max"),
+        (lambda r: (r.memory or {}).get("memory_capacity"), "linear",
          "memory capacity of the initial layers (mean over channels)"),
-        ("initial memory length", lambda r: (r.memory or {}).get("memory_length"), "linear",
+        (lambda r: (r.memory or {}).get("memory_length"), "linear",
          "memory length of the initial layers (lag holding 90% of MC, mean)"),
     ]
+
+
+def _point_style(init: str, learned: bool) -> dict:
+    """The look of a trial's point, shared by the plot and its legend: colour = init, marker = learned
+    (circle) / fixed (triangle) eigenvalues."""
+    return dict(linestyle="", marker=_MARKERS[learned], markersize=_POINT_SIZE, alpha=0.85, markeredgewidth=0,
+                color=_INIT_COLORS.get(init, "gray"))
+
+
+def _ring_style() -> dict:
+    return dict(linestyle="", marker="o", markersize=_RING_SIZE, markerfacecolor="none", markeredgecolor="black",
+                markeredgewidth=1.2)
+
+
+def _log_axis(ax, xs) -> None:
+    """Logarithmic x axis labelled with plain numbers (1, 2, 5 per decade over a narrow range)."""
+    ax.set_xscale("log")
+    decades = math.log10(max(xs) / min(xs))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 2 else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _sweep_panel(ax, done, best, getter, scale, label, majority_rate) -> None:
+    """One panel: the objective of every completed trial against ``getter``, the best one ringed, margins
+    around the points."""
+    for row in done:
+        x = getter(row)
+        if x is None:
+            continue
+        ax.plot([x], [row.objective], **_point_style(row.values["init"], bool(row.values["trainable_eigenvalues"])))
+        if row is best:
+            ax.plot([x], [row.objective], **_ring_style())
+    xs = [getter(r) for r in done]
+    if scale == "log" and all((x or 0) > 0 for x in xs):
+        _log_axis(ax, xs)
+    if majority_rate is not None:
+        ax.axhline(majority_rate, color="gray", linestyle="--", linewidth=1)
+    ax.margins(_SWEEP_MARGIN)
+    ax.set_xlabel(label, fontsize=9)
+    ax.grid(True, alpha=0.3)
+
+
+def _sweep_legend(done, best, majority_rate) -> tuple[list, list]:
+    """The sweep plot's legend entries [(handle, label)], colours and shapes apart, drawn as the points are:
+    each init with the markers it was plotted with; each eigenvalue mode with its marker (in gray), the best
+    trial's ring, the majority line."""
+    inits = sorted({r.values["init"] for r in done},
+                   key=lambda i: (INIT_CHOICES.index(i) if i in INIT_CHOICES else len(INIT_CHOICES), i))
+    modes = [m for m in (True, False) if any(bool(r.values["trainable_eigenvalues"]) == m for r in done)]
+    colours = []
+    for init in inits:
+        used = [m for m in modes if any(r.values["init"] == init and bool(r.values["trainable_eigenvalues"]) == m
+                                        for r in done)]
+        colours.append((tuple(Line2D([], [], **_point_style(init, m)) for m in used), f"init {init}"))
+    shapes = [(Line2D([], [], **{**_point_style("", m), "color": "0.45"}), f"{'learned' if m else 'fixed'} eigenvalues")
+              for m in modes]
+    shapes.append((Line2D([], [], **_ring_style()), f"best ({trial_label(best.trial_id)})"))
+    if majority_rate is not None:
+        shapes.append((Line2D([], [], color="gray", linestyle="--", linewidth=1), "majority class (val)"))
+    return colours, shapes
+
+
+def _two_row_legend(fig, first, second, **kwargs):
+    """A figure legend with the entries ``first`` in its top row and ``second`` below (blank cells pad the
+    shorter row; matplotlib fills a legend column by column)."""
+    ncol = max(len(first), len(second))
+    blank = (Line2D([], [], linestyle=""), "")
+    first, second = first + [blank] * (ncol - len(first)), second + [blank] * (ncol - len(second))
+    entries = [entry for pair in zip(first, second) for entry in pair]
+    fig.legend([h for h, _ in entries], [t for _, t in entries], ncol=ncol, **kwargs)
+
+
+def sweep_figure(rows: list[TrialRow], *, title: str = "", majority_rate: float | None = None) -> Figure | None:
+    """The figure :func:`plot_sweep` writes (None when no trial completed): the objective against dt_min, dt_max
+    (log x), initial MC and initial memory length, one point per completed trial; colour = init, marker =
+    learned (circle) / fixed (triangle) eigenvalues, best trial ringed; the legend above the panels."""
+    done = [r for r in rows if r.completed]
+    if not done:
+        return None
+    best = ranked(done)[0]
     fig = Figure(figsize=(9.5, 7.6))
-    axes = fig.subplots(2, 2, sharey=True)
-    axes = axes.ravel()
-    for ax, (_, getter, scale, label) in zip(axes, panels):
-        for row in done:
-            x = getter(row)
-            if x is None:
-                continue
-            ax.scatter(x, row.objective, s=46, color=_INIT_COLORS.get(row.values["init"], "gray"),
-                       marker=_MARKERS[bool(row.values["trainable_eigenvalues"])], alpha=0.85,
-                       edgecolors="none")
-            if row is best:
-                ax.scatter(x, row.objective, s=170, facecolors="none", edgecolors="black", linewidths=1.2)
-        if scale == "log" and all((getter(r) or 0) > 0 for r in done):
-            ax.set_xscale("log")
-            xs = [getter(r) for r in done]
-            decades = math.log10(max(xs) / min(xs)) if min(xs) > 0 else 0.0
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 2 else (1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        if majority_rate is not None:
-            ax.axhline(majority_rate, color="gray", linestyle="--", linewidth=1)
-        ax.set_xlabel(label, fontsize=9)
-        ax.grid(True, alpha=0.3)
+    axes = fig.subplots(2, 2, sharey=True).ravel()
+    for ax, (getter, scale, label) in zip(axes, _sweep_panels()):
+        _sweep_panel(ax, done, best, getter, scale, label, majority_rate)
     for ax in axes[::2]:
         ax.set_ylabel(f"{OBJECTIVE} (best epoch)")
-    inits = sorted({r.values["init"] for r in done}, key=lambda i: (INIT_CHOICES.index(i) if i in INIT_CHOICES else len(INIT_CHOICES), i))
-    handles = [Line2D([], [], marker="s", linestyle="", color=_INIT_COLORS.get(i, "gray"), label=f"init {i}") for i in inits]
-    handles += [Line2D([], [], marker=_MARKERS[m], linestyle="", color="black", markerfacecolor="white",
-                       label=f"{'learned' if m else 'fixed'} eigenvalues")
-                for m in (True, False) if any(bool(r.values["trainable_eigenvalues"]) == m for r in done)]
-    handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black",
-                          markersize=11, label=f"best (trial {best.trial_id})"))
-    if majority_rate is not None:
-        handles.append(Line2D([], [], color="gray", linestyle="--", label="majority class (val)"))
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.96))
+    colours, shapes = _sweep_legend(done, best, majority_rate)
+    _two_row_legend(fig, colours, shapes, loc="upper center", fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.96),
+                    handler_map={tuple: HandlerTuple(ndivide=None, pad=0.3)})
+    return fig
+
+
+def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: float | None = None) -> bool:
+    """Write :func:`sweep_figure` to ``path``; returns False (writing nothing) when no trial completed."""
+    fig = sweep_figure(rows, title=title, majority_rate=majority_rate)
+    if fig is None:
+        return False
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return True
 
@@ -296,10 +372,25 @@ def best_config_overrides(description: dict, row: TrialRow) -> dict:
     return overrides
 
 
+def repo_path(path) -> str:
+    """``path`` as typed from the repository root (where ``python zoo/train.py`` runs): relative to it when
+    inside it, absolute otherwise."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return str(resolved.relative_to(REPO))
+    except ValueError:
+        return str(resolved)
+
+
 def write_report(project_dir) -> dict:
     """Write results.csv, results.md, results.png and (when a trial completed) best.json into
-    ``project_dir``; returns {"csv", "markdown", "plot", "best_json" (paths or None), "best_trial",
-    "best_value", "trials", "completed", "correlations"}."""
+    ``project_dir``.
+
+    Returns:
+        {"csv", "markdown", "plot", "best_json" (paths under ``project_dir``, or None), "best_trial" (the best
+        trial's number, as in ``Trial #<n>``), "best_trial_id" (its KerasTuner id), "best_trial_dir" (its
+        folder), "best_value", "trials", "completed", "correlations"}; None values when no trial completed.
+    """
     project_dir = Path(project_dir)
     description, rows = collect_trials(project_dir)
     records = table_records(rows)
@@ -325,9 +416,10 @@ def write_report(project_dir) -> dict:
     if best is not None:
         best_path = project_dir / BEST_FILE
         write_json_atomic(best_path, best_config_overrides(description, best))
-        lines += ["", f"Best: trial {best.trial_id}, {OBJECTIVE} {best.objective:.4f} (ties go to the earlier "
-                      f"trial); its settings are in `{BEST_FILE}` next to this file: "
-                      f"`python zoo/train.py {description['task']} --config {BEST_FILE}`."]
+        lines += ["", f"Best: {trial_label(best.trial_id)} (folder `{trial_folder(best.trial_id)}`), {OBJECTIVE} "
+                      f"{best.objective:.4f} (ties go to the earlier trial); its settings are in `{BEST_FILE}` next "
+                      f"to this file. Train them, from the repository root: "
+                      f"`python zoo/train.py {description['task']} --config {repo_path(best_path)}`."]
     write_text_atomic(project_dir / MARKDOWN_FILE, "\n".join(lines) + "\n")
     plotted = plot_sweep(rows, project_dir / PLOT_FILE, title=title, majority_rate=majority)
     summary = {
@@ -335,7 +427,9 @@ def write_report(project_dir) -> dict:
         "markdown": project_dir / MARKDOWN_FILE,
         "plot": project_dir / PLOT_FILE if plotted else None,
         "best_json": best_path,
-        "best_trial": best.trial_id if best else None,
+        "best_trial": trial_number(best.trial_id) if best else None,
+        "best_trial_id": best.trial_id if best else None,
+        "best_trial_dir": project_dir / trial_folder(best.trial_id) if best else None,
         "best_value": best.objective if best else None,
         "trials": len(rows),
         "completed": len(done),
@@ -344,20 +438,68 @@ def write_report(project_dir) -> dict:
     return summary
 
 
+def _display_value(value, width: int = 18) -> str:
+    """A value as KerasTuner's trial table shows it: numbers to 5 significant digits, text cut to ``width``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.5g}"
+    text = str(value)
+    return text if len(text) <= width else f"{text[:width - 3]}..."
+
+
+def _shown_values(trial, space: SearchSpace) -> dict:
+    """A trial's values as a user set them: the five dimensions (``dt_max`` computed from ``dt_min`` and
+    ``dt_max_position`` with :meth:`SearchSpace.values_for`), then the tuner's own ones (Hyperband's
+    ``tuner/epochs``, ...)."""
+    hp_values = dict(trial.hyperparameters.values)
+    extra = {k: v for k, v in hp_values.items() if k not in DIMENSIONS and k != DT_MAX_POSITION}
+    return {**space.values_for(hp_values), **extra}
+
+
+def trial_table(trial, best_trial, space: SearchSpace, width: int = 18) -> str:
+    """What the sweep prints when a trial starts: KerasTuner's ``Search: Running Trial #<n>`` and its table
+    (``Value | Best Value So Far | Hyperparameter``), with the dimensions a user sets (``dt_max``, not the
+    tuner's ``dt_max_position``). ``best_trial`` is the best trial so far, or None."""
+    values = _shown_values(trial, space)
+    best = _shown_values(best_trial, space) if best_trial is not None else {}
+    template = f"{{0:{width}}}|{{1:{width}}}|{{2}}"
+    lines = [f"Search: Running {trial_label(trial.trial_id)} (folder {trial_folder(trial.trial_id)})", "",
+             template.format("Value", "Best Value So Far", "Hyperparameter")]
+    lines += [template.format(_display_value(value, width), _display_value(best.get(name, "?"), width), name)
+              for name, value in values.items()]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    """``00h 00m 08s``, as KerasTuner writes durations."""
+    s = round(seconds)
+    return f"{s // 3600:02d}h {s % 3600 // 60:02d}m {s % 60:02d}s"
+
+
+def best_so_far_line(best_trial, search_start: float | None = None) -> str:
+    """``Best val_accuracy so far: <value> (Trial #<n>)`` and the time since ``search_start``
+    (``time.monotonic()``), as KerasTuner's line after each trial."""
+    text = (f"Best {OBJECTIVE} so far: none" if best_trial is None or best_trial.score is None else
+            f"Best {OBJECTIVE} so far: {best_trial.score:.4f} ({trial_label(best_trial.trial_id)})")
+    if search_start is not None:
+        text += f"; elapsed {_duration(time.monotonic() - search_start)}"
+    return text
+
+
 def trial_summary_line(trial, space: SearchSpace) -> str:
-    """One line for a finished trial: status, objective, config values, initial memory, time."""
+    """One line for a finished trial (``Trial #<n>: ...``): status, objective, config values, initial memory,
+    time."""
     row = trial_row(trial, space)
     v = row.values
     settings = (f"dt_min {v['dt_min']:.3g}, dt_max {v['dt_max']:.3g}, init {v['init']}, "
                 f"{'learned' if v['trainable_eigenvalues'] else 'fixed'} eigenvalues, lr {v['lr']:.3g}")
     if not row.completed:
-        return f"[trial {row.trial_id}] {row.status} ({settings}): {row.message or 'no objective'}"
+        return f"{trial_label(row.trial_id)} {row.status} ({settings}): {row.message or 'no objective'}"
     m = row.metrics
     memory = ""
     if "initial_memory_capacity" in m:
         memory = (f" | initial MC {m['initial_memory_capacity']:.2f}, "
                   f"memory length {m['initial_memory_length']:.1f}")
-    return (f"[trial {row.trial_id}] {OBJECTIVE} {row.objective:.4f} (epoch {int(m.get('best_epoch', 0))}) | "
+    return (f"{trial_label(row.trial_id)}: {OBJECTIVE} {row.objective:.4f} (epoch {int(m.get('best_epoch', 0))}) | "
             f"{settings}{memory} | {m.get('train_time_s', math.nan):.0f} s"
             + (" | diverged" if m.get("diverged") else ""))
 
@@ -371,7 +513,7 @@ def main(argv=None) -> int:
     summary = write_report(args.project_dir)
     for key in ("csv", "markdown", "plot", "best_json"):
         if summary[key] is not None:
-            print(summary[key])
+            print(display_path(summary[key]))
     return 0
 
 

@@ -19,12 +19,18 @@ a different task, base config, search space or tuner in the same project is refu
 process on the same project is refused (``zoo.rundir.DirectoryLock``). Every JSON file of the project,
 KerasTuner's oracle.json, tuner0.json and trial.json included, is written atomically, and a damaged
 one is named in a :class:`SweepProjectError` before any trial runs.
+
+The console names trials as KerasTuner does, ``Trial #<n>`` counting from 1 (folder ``trial_<n-1>``): a table
+of the trial's values (the dimensions a user sets: ``dt_max``, not the tuner's ``dt_max_position``) when it
+starts, and a summary line and the best result so far when it ends (``tuning.report.trial_table``,
+``trial_summary_line``). :func:`best_model` returns the best trial's trained model.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +45,14 @@ from tuning.distributed import (
     wait_for_chief,
 )
 from tuning.hypermodel import SSMHyperModel
-from tuning.project import OBJECTIVE, SWEEP_FILE, TUNERS, SweepProjectError, default_project_name, \
-    prepare_project, stored_sweep_difference, sweep_description
-from tuning.report import trial_summary_line, write_report
+from tuning.project import OBJECTIVE, SWEEP_FILE, TRIAL_CHECKPOINT_FILE, TUNERS, SweepProjectError, \
+    default_project_name, prepare_project, stored_sweep_difference, sweep_description, trial_folder
+from tuning.report import best_so_far_line, collect_trials, ranked, trial_summary_line, trial_table, write_report
 from tuning.space import SearchSpace
 from zoo import report_devices
 from zoo.configs import TrainConfig
 from zoo.core import TrainingData
-from zoo.rundir import DirectoryLock, directory_entries, write_json_atomic
+from zoo.rundir import DirectoryLock, directory_entries, display_path, write_json_atomic
 
 WORKERS_DIR = "workers"  # workers/<tuner id>/.lock: one process per worker id of a distributed sweep
 
@@ -79,11 +85,39 @@ class AtomicHyperbandOracle(_AtomicOracleMixin, kt.oracles.HyperbandOracle):
 
 
 class _SweepTunerMixin:
-    """Tells the hypermodel which trial runs (for the initial memory file), prints one line per trial,
-    and writes tuner0.json atomically. The tuners take their (atomic) oracle as an argument."""
+    """Tells the hypermodel which trial runs (for the initial memory file), prints each trial's table and
+    summary, loads a trial's model with its optimizer state, and writes tuner0.json atomically. The tuners
+    take their (atomic) oracle as an argument.
+
+    KerasTuner's own trial display (the oracle's, which shows the tuner's ``dt_max_position``) is turned off
+    with the public ``Oracle.verbose``; :meth:`on_trial_begin` and :meth:`on_trial_end` (public tuner hooks)
+    print the same table and lines with the user's dimensions instead, on the process that trains the trial.
+    """
 
     def __init__(self, oracle, hypermodel, **kwargs):
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+        self.oracle.verbose = 0
+        self._search_start = None
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self._search_start = time.monotonic()
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        print(f"\n{trial_table(trial, self._best_trial(), self.hypermodel.space)}\n", flush=True)
+
+    def _best_trial(self):
+        """The best completed trial so far (the earlier one on ties), or None."""
+        best = self.oracle.get_best_trials(1)
+        return best[0] if best and best[0].status == kt.engine.trial.TrialStatus.COMPLETED else None
+
+    def load_model(self, trial):
+        """The trial's model with the weights and optimizer state of its best epoch (what ``get_best_models``
+        returns; :meth:`SSMHyperModel.load_trained_model`)."""
+        values = self.hypermodel.space.values_for(trial.hyperparameters.values)
+        return self.hypermodel.load_trained_model(values, Path(self.get_trial_dir(trial.trial_id)) /
+                                                  TRIAL_CHECKPOINT_FILE)
 
     def save(self):
         if not is_worker():  # a worker's oracle is the chief's, reached over gRPC
@@ -107,6 +141,7 @@ class _SweepTunerMixin:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         print(trial_summary_line(self.oracle.get_trial(trial.trial_id), self.hypermodel.space), flush=True)
+        print(best_so_far_line(self._best_trial(), self._search_start), flush=True)
 
 
 class RandomSweepTuner(_SweepTunerMixin, kt.RandomSearch):
@@ -244,7 +279,7 @@ def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, p
         print(f"Chief {role.tuner_id!r}: serving the oracle at {role.address}; the workers train the trials "
               f"(start them with the same command and their own {ID_ENV}).", flush=True)
     print(f"{'Resuming' if resumed else 'Starting'} {tuner} sweep of {base_config.task} "
-          f"(preset {base_config.preset}, {base_config.model}) in {project_dir}: {max_trials} trials of "
+          f"(preset {base_config.preset}, {base_config.model}) in {display_path(project_dir)}: {max_trials} trials of "
           f"{base_config.epochs} epoch(s), objective {OBJECTIVE}.\nSearch space:\n{space.describe()}", flush=True)
     keras_tuner = make_tuner(tuner, hypermodel, max_trials=max_trials, directory=directory,
                              project_name=project_name, seed=base_config.seed,
@@ -279,6 +314,33 @@ def _run_worker(base_config, space, tuner, max_trials, directory, project_name, 
     keras_tuner = make_tuner(tuner, hypermodel, max_trials=max_trials, directory=directory,
                              project_name=project_name, seed=base_config.seed,
                              max_consecutive_failures=max_consecutive_failures, hyperband_factor=hyperband_factor)
-    print(f"Worker {role.tuner_id!r}: connected to {role.address}; training trials of {project_dir}.", flush=True)
+    print(f"Worker {role.tuner_id!r}: connected to {role.address}; training trials of {display_path(project_dir)}.",
+          flush=True)
     keras_tuner.search()
     return SweepResult(project_dir=project_dir, resumed=False, report=None, worker=role.tuner_id)
+
+
+def best_model(project_dir, data: TrainingData | None = None):
+    """The trained model of a sweep project's best trial (highest objective, the earlier trial on ties).
+
+    Built and compiled as in its trial, with the weights and optimizer state of its best epoch
+    (``trial_<id>/checkpoint.weights.h5``; :meth:`SSMHyperModel.load_trained_model`); its predictions are those
+    the trial's objective was computed from. Reads the project's files alone: a finished, stopped or running
+    sweep.
+
+    Args:
+        project_dir: the sweep's ``<directory>/<project_name>`` (``SweepResult.project_dir``).
+        data: the task's preloaded data (default: loaded from the sweep's base config, as a trial does).
+
+    Raises:
+        SweepProjectError: not a sweep project, or no trial completed.
+    """
+    project_dir = Path(project_dir)
+    description, rows = collect_trials(project_dir)
+    done = ranked([row for row in rows if row.completed])
+    if not done:
+        raise SweepProjectError(f"{project_dir}: no trial completed, so there is no best model.")
+    space = SearchSpace.from_json_dict(description["space"], source=str(project_dir / SWEEP_FILE))
+    hypermodel = SSMHyperModel(TrainConfig.from_dict(description["base_config"]), space, data=data)
+    return hypermodel.load_trained_model(done[0].values, project_dir / trial_folder(done[0].trial_id) /
+                                         TRIAL_CHECKPOINT_FILE)

@@ -178,9 +178,15 @@ def _json_form(hyperparameter) -> Any:
 class SearchSpace:
     """The five sweep dimensions (see the module docstring), as a KerasTuner ``HyperParameters``.
 
+    ``SearchSpace()`` is the default space (``DEFAULT_SPACE``); narrow or fix dimensions of it with
+    :meth:`updated`, in the JSON form::
+
+        space = SearchSpace().updated({"dt_min": [1e-4, 1e-2], "init": ["inv", "lin"], "lr": 0.005})
+
     Args:
         dimensions: {name: value} for every name in ``DIMENSIONS``: the JSON form, or a KerasTuner
-            ``Fixed``, log-sampled ``Float``, ``Choice`` or ``Boolean`` hyperparameter.
+            ``Fixed``, log-sampled ``Float``, ``Choice`` or ``Boolean`` hyperparameter. Default (None):
+            the default space.
         source: what to name in error messages (a file, a flag).
 
     Attributes:
@@ -192,12 +198,14 @@ class SearchSpace:
             ``dt_min < dt_max`` pair.
     """
 
-    def __init__(self, dimensions: Mapping[str, Any], source: str = "search space"):
+    def __init__(self, dimensions: Mapping[str, Any] | None = None, source: str = "search space"):
+        dimensions = DEFAULT_SPACE if dimensions is None else dimensions
         for name in dimensions:
             _check_dimension_name(name, source)
         missing = [name for name in DIMENSIONS if name not in dimensions]
         if missing:
-            raise ValueError(f"{source}: missing dimension(s) {missing}.")
+            raise ValueError(f"{source}: missing dimension(s) {missing}; to change only some dimensions of the "
+                             f"default space, use SearchSpace().updated({{name: value}}).")
         self._values = {name: check_dimension(name, _json_form(dimensions[name]), source) for name in DIMENSIONS}
         _check_dt_bounds(self._values["dt_min"], self._values["dt_max"])
         # here: KerasTuner imports Keras and TensorFlow (5.9 s measured), which sweep.py --help does not pay
@@ -209,6 +217,7 @@ class SearchSpace:
 
     @classmethod
     def default(cls) -> "SearchSpace":
+        """The default space (``DEFAULT_SPACE``), the same as ``SearchSpace()``."""
         return cls(DEFAULT_SPACE)
 
     @classmethod
@@ -302,7 +311,7 @@ class SearchSpace:
                 if name == "dt_min" and self.dt_min_upper() < value[1]:
                     text += f" (capped at {self.dt_min_upper():.4g} to leave room for dt_max)"
                 if name == "dt_max":
-                    text += f" above {DT_RATIO_MIN:g} x dt_min (hyperparameter {DT_MAX_POSITION})"
+                    text += f" above {DT_RATIO_MIN:g} x dt_min"
             else:
                 text = "one of " + ", ".join(repr(v) for v in value)
             lines.append(f"  {name:<22} {text}")

@@ -24,10 +24,14 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 
-from tuning.project import TUNERS  # noqa: E402
+from tuning.project import TUNERS, trial_label  # noqa: E402
 from tuning.space import DIMENSIONS, INIT_CHOICES, build_search_space  # noqa: E402
 from zoo.cli_common import fail, parse_set_overrides, run_interruptible, want_traceback  # noqa: E402
 from zoo.configs import DEFAULT_PRESET, MODELS, PRESETS, TASKS, get_config  # noqa: E402
+from zoo.rundir import display_path  # noqa: E402
+
+#: The zoo's training script, which trains a sweep's best.json.
+TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "zoo" / "train.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"dt_min; init one of {', '.join(INIT_CHOICES)}; trainable_eigenvalues true/false; lr log-uniform "
             "[1e-3, 3e-2]. Precedence: defaults < --space file < --range < --fix. "
             'Space file example: {"dt_min": [1e-4, 1e-2], "init": ["inv", "lin"], "trainable_eigenvalues": false}. '
-            "Train the best configuration with: python zoo/train.py TASK --config <project>/best.json. "
+            "Train the best configuration with (from the repository root): python zoo/train.py TASK --config "
+            "<directory>/<project-name>/best.json; the sweep prints this command for where you run it. "
             "Distributed (KerasTuner's chief/worker mode): start the same command once with "
             "KERASTUNER_TUNER_ID=chief and once per worker with KERASTUNER_TUNER_ID=worker<k>, all with "
             "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set to the chief's address and a shared --directory."
@@ -153,19 +158,26 @@ def _main(args) -> int:
     if result.worker is not None:
         print(f"Worker {result.worker!r} done: the chief stopped handing out trials; it writes the report.")
         return 0
-    report = result.report
     if result.stopped_early:
         print(f"\nThe search stopped early: {result.stopped_early} (see --max-consecutive-failures).", file=sys.stderr)
-    print(f"\n{report['completed']} of {report['trials']} trial(s) completed.")
+    print("\n" + closing_lines(result.report, args.task))
+    return 1 if result.stopped_early else 0
+
+
+def closing_lines(report: dict, task: str) -> str:
+    """What the sweep prints last: trials completed, the best trial, the report's files and the command that
+    trains the best configuration, every path as typed from the working directory (``zoo.rundir.display_path``)."""
+    lines = [f"{report['completed']} of {report['trials']} trial(s) completed."]
     if report["best_trial"] is not None:
-        print(f"Best: trial {report['best_trial']}, val_accuracy {report['best_value']:.4f}.")
+        lines.append(f"Best: {trial_label(report['best_trial_id'])} (folder {display_path(report['best_trial_dir'])}), "
+                     f"val_accuracy {report['best_value']:.4f}.")
     for key, label in (("csv", "table (CSV)"), ("markdown", "table (Markdown)"), ("plot", "plot"),
                        ("best_json", "best config")):
         if report[key] is not None:
-            print(f"{label}: {report[key]}")
+            lines.append(f"{label + ':':<18}{display_path(report[key])}")
     if report["best_json"] is not None:
-        print(f"Train it: python zoo/train.py {args.task} --config {report['best_json']}")
-    return 1 if result.stopped_early else 0
+        lines.append(f"Train it: python {display_path(TRAIN_SCRIPT)} {task} --config {display_path(report['best_json'])}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
