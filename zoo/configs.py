@@ -29,6 +29,7 @@ from typing import Any
 
 from keras_ssm import choices
 from keras_ssm.ops.init import (
+    AUTHOR_INITS,
     DISCRETE_INITS,
     EIGENVALUE_INITS,
     check_eigenvalue_init,
@@ -49,7 +50,7 @@ DISTRIBUTE = (None, "data")
 #: Named eigenvalue initialisations (None = the layer's default: "inv" for S4D, "legs" for S4). The config key
 #: `init` also takes the discrete families with parameters ("unity_rings:rho=0.99,p=4") and a path to a .npy
 #: file of continuous eigenvalues (N/2,) or (H, N/2) (keras_ssm.ops.init.check_eigenvalue_init).
-INITS = (None,) + EIGENVALUE_INITS + DISCRETE_INITS
+INITS = (None,) + EIGENVALUE_INITS + DISCRETE_INITS + AUTHOR_INITS
 #: Discretizations (None = the layer's default: "zoh" for S4D, "bilinear" for S4, which requires it).
 DISCRETIZATIONS = (None,) + choices.DISCRETIZATIONS
 

@@ -10,6 +10,7 @@ from keras_ssm.discovery import mark_ssm_variables
 from keras_ssm.ops.diagonal import fft_convolution
 from keras_ssm.ops.discrete import DISCRETIZATIONS
 from keras_ssm.ops.init import (
+    AUTHOR_INITS,
     DISCRETE_INITS,
     EIGENVALUE_INITS,
     MIN_DECAY,  # Re(a) <= -MIN_DECAY keeps |lambda| < 1 and dB finite however training moves log_a_real.
@@ -52,7 +53,7 @@ class BaseSSM(keras.layers.Layer):
     """
 
     default_init = "inv"
-    allowed_inits = EIGENVALUE_INITS + DISCRETE_INITS
+    allowed_inits = EIGENVALUE_INITS + DISCRETE_INITS + AUTHOR_INITS
     default_discretization = "zoh"
     allowed_discretizations = DISCRETIZATIONS
 

@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "layer in it, instead of eigenvalue sets (--n, --dt, --discretization do not apply)")
     sets.add_argument("--inits", nargs="+", default=list(INIT_NAMES), metavar="INIT",
                         help=f"eigenvalue sets to compare: any of {', '.join(INIT_NAMES)} (continuous, scaled by "
-                             "--dt), linear_magnitudes[:rho=R] or unity_rings[:rho=R,p=P] (discrete, as given), "
+                             "--dt), the first author's guan_linear[:rho=R] or guan_conjugate_linear[:rho=R,"
+                             "n_conjugate=M] (continuous, scaled by --dt), linear_magnitudes[:rho=R] or "
+                             "unity_rings[:rho=R,p=P] (discrete, as given), "
                              "'memory' (designed for the flattest memory up to --horizon, discrete: seconds to "
                              "design, ignores --dt and --discretization), or a .npy file of N/2 continuous "
                              "eigenvalues (default: the five continuous inits)")

@@ -109,12 +109,18 @@ def _check_state_size(n):
 
 #: Named discrete-time families (eigenvalues given as lambda at dt = 1; see `discrete_family`).
 DISCRETE_INITS = ("linear_magnitudes", "unity_rings", "memory")
-#: Parameters of the discrete families and their defaults.
-DISCRETE_INIT_DEFAULTS = {
+#: The continuous families of the paper's first author's working code, as written there (`author_family`):
+#: continuous log-eigenvalues, scaled by each channel's dt like "inv" or "lin".
+AUTHOR_INITS = ("guan_linear", "guan_conjugate_linear")
+#: Parameters of the discrete and the author's families and their defaults.
+FAMILY_DEFAULTS = {
     "linear_magnitudes": {"rho": 0.99},
     "unity_rings": {"rho": float(np.exp(-0.5)), "p": 2},
     "memory": {"horizon": 1024},
+    "guan_linear": {"rho": float(np.exp(-0.5))},
+    "guan_conjugate_linear": {"rho": float(np.exp(-0.5)), "n_conjugate": 2},
 }
+DISCRETE_INIT_DEFAULTS = {name: FAMILY_DEFAULTS[name] for name in DISCRETE_INITS}
 #: |lambda| at dt = 1 is at most exp(-MIN_DECAY): the layers keep Re a <= -MIN_DECAY (see layers.base).
 MIN_DECAY = 1e-4
 MAX_DISCRETE_MAGNITUDE = float(np.exp(-MIN_DECAY))
@@ -139,11 +145,11 @@ def linear_magnitudes(n, rho=0.99):
 def unity_rings(n, rho=float(np.exp(-0.5)), p=2):
     """Roots of unity on p concentric rings of radii rho i / p, i = 1..p (discrete, dt = 1).
 
-    The second discrete family of the first author's public working code ("conjugate_linear", default
-    rho = exp(-1/2), p = 2); whether it is the paper's "step" baseline is not known, and that code's exact
-    placement of the angles is not known either. Ours: each ring holds m = N/(2p) stored modes (one of
-    each conjugate pair) at the angles 2 pi k / (2m), k = 0..m-1 (the roots of unity of order 2m in the
-    upper half plane without -1; k = 0 is real, so each ring has one real mode).
+    A discrete reading of the first author's "conjugate_linear" (see `guan_conjugate_linear` for that family
+    as written: continuous, scaled by dt, and with N/(2 n_conjugate) rings of n_conjugate roots each). Here p
+    is the number of rings and the values are discrete eigenvalues used at dt = 1: each ring holds
+    m = N/(2p) stored modes (one of each conjugate pair) at the angles 2 pi k / (2m), k = 0..m-1 (the roots
+    of unity of order 2m in the upper half plane without -1; k = 0 is real, so each ring has one real mode).
 
     Args:
         n: state size N; N/2 must be divisible by p.
@@ -173,31 +179,98 @@ def _check_rho(rho):
     return float(rho)
 
 
+def guan_linear(n, rho=float(np.exp(-0.5))):
+    """The first author's "linear" family, as written: a_k = log(rho k / (N/2)), k = 1..N/2 (all real).
+
+    Continuous eigenvalues, scaled by each channel's dt (lambda = exp(dt a) with ZOH), so at dt = 1 the
+    discrete magnitudes are rho k/(N/2), those of `linear_magnitudes`.
+    Source: jingchuan0guan/ML_application, ``s4/src/models/sequence/ss/standalone/s4d.py``, ``A_eigvals``
+    with ``eigvals_name="linear"``.
+
+    Returns:
+        complex128 (N/2,).
+    """
+    _check_state_size(n)
+    rho = _check_rho(rho)
+    half = n // 2
+    return np.log(rho * np.arange(1, half + 1) / half).astype(np.complex128)
+
+
+def guan_conjugate_linear(n, rho=float(np.exp(-0.5)), n_conjugate=2):
+    """The first author's "conjugate_linear" family, as written: log(rho r_i w_k), the principal logarithm
+    of rings of radii rho r_i, each holding the n_conjugate-th roots of unity over the full circle.
+
+    With n = N/2 and m = n_conjugate: if m divides n, p = n/m rings of radii r_i = i/p, i = 1..p, each with
+    w_k = exp(2 pi i k/m), k = 0..m-1; else (q = n mod m > 0) p = 1 + n//m, rings i = 2..p of the m-th
+    roots, then one ring of the q-th roots of unity at radius 1. Ring by ring, k fastest. With m = 2 (the
+    default) each ring holds a real mode log(rho r_i) and one at the Nyquist angle, log(rho r_i) + i pi.
+    Continuous eigenvalues, scaled by each channel's dt like "inv" (lambda = exp(dt a) with ZOH). For m > 2
+    a ring holds conjugate pairs (w and its conjugate), which this family keeps as separate modes, as the
+    source does. Source: jingchuan0guan/ML_application, ``s4/src/models/sequence/ss/standalone/s4d.py``,
+    ``A_eigvals`` with ``eigvals_name="conjugate_linear"`` (its kernel then stores Re a - 1e-4; ours keeps
+    Re a as given).
+
+    Args:
+        n: state size N (N/2 stored modes).
+        rho: radius of the outer ring, 0 < rho < 1.
+        n_conjugate: roots of unity per ring, an integer in [1, N/2] (1: `guan_linear`).
+
+    Returns:
+        complex128 (N/2,).
+    """
+    _check_state_size(n)
+    rho = _check_rho(rho)
+    half = n // 2
+    if (isinstance(n_conjugate, bool) or not isinstance(n_conjugate, (int, np.integer))
+            or not 1 <= n_conjugate <= half):
+        raise ValueError(f"`n_conjugate` (roots of unity per ring) must be an integer in [1, N/2 = {half}], "
+                         f"got {n_conjugate!r}.")
+    m, q = int(n_conjugate), half % int(n_conjugate)
+    p = half // m if q == 0 else 1 + half // m
+    radii = np.arange(1 if q == 0 else 2, p + 1) / p
+    modes = (radii[:, None] * _roots_of_unity(m)[None, :]).reshape(-1)
+    if q:
+        modes = np.concatenate([modes, _roots_of_unity(q)])
+    return np.log(rho * modes)
+
+
+def _roots_of_unity(m):
+    """exp(2 pi i k / m), k = 0..m-1."""
+    return np.exp(2j * np.pi * np.arange(m) / m)
+
+
+def author_family(name, n, **params):
+    """The continuous eigenvalues (N/2,) of a family of `AUTHOR_INITS` with `params` (defaults: `FAMILY_DEFAULTS`)."""
+    params = {**FAMILY_DEFAULTS[name], **params}
+    return guan_linear(n, **params) if name == "guan_linear" else guan_conjugate_linear(n, **params)
+
+
 def parse_init_name(init, other_forms="an array of eigenvalues or a DiscreteEigenvalues"):
     """Split a named init "name" or "name:key=value,key=value" into (name, params).
 
-    Discrete families take parameters, e.g. "unity_rings:rho=0.99,p=4" or "linear_magnitudes:rho=0.95";
-    the continuous names ("inv", ...) take none. Values are parsed as int when they look like one, else
+    The discrete and the author's families take parameters, e.g. "unity_rings:rho=0.99,p=4",
+    "linear_magnitudes:rho=0.95" or "guan_conjugate_linear:n_conjugate=4"; the continuous names ("inv", ...)
+    take none. Values are parsed as int when they look like one, else
     float. Unknown names, keys or values are ValueErrors naming the allowed ones; ``other_forms`` ends
     the unknown-name message with the other forms the caller accepts.
     """
     if not isinstance(init, str):
         raise ValueError(f"`init` must be a string, got {init!r}.")
     name, _, rest = init.partition(":")
-    allowed = EIGENVALUE_INITS + DISCRETE_INITS
+    allowed = EIGENVALUE_INITS + DISCRETE_INITS + AUTHOR_INITS
     if name not in allowed:
         raise ValueError(f"`init` must be one of {allowed} (discrete families take parameters, e.g. "
                          f"'unity_rings:rho=0.99,p=4'), {other_forms}, got {init!r}.")
     params = {}
     if rest:
-        if name not in DISCRETE_INITS:
+        if name not in FAMILY_DEFAULTS:
             raise ValueError(f"`init` {name!r} takes no parameters, got {init!r}.")
         for item in rest.split(","):
             key, eq, value = item.partition("=")
             key = key.strip()
-            if not eq or key not in DISCRETE_INIT_DEFAULTS[name]:
+            if not eq or key not in FAMILY_DEFAULTS[name]:
                 raise ValueError(f"`init` {init!r}: parameters of {name!r} are "
-                                 f"{tuple(DISCRETE_INIT_DEFAULTS[name])} as key=value, got {item!r}.")
+                                 f"{tuple(FAMILY_DEFAULTS[name])} as key=value, got {item!r}.")
             try:
                 params[key] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
             except ValueError:
@@ -208,12 +281,14 @@ def parse_init_name(init, other_forms="an array of eigenvalues or a DiscreteEige
             raise ValueError(f"`init` {init!r}: `p` (number of rings) must be an integer >= 1.")
         if "horizon" in params and (not isinstance(params["horizon"], int) or params["horizon"] < 1):
             raise ValueError(f"`init` {init!r}: `horizon` (lags the memory is designed for) must be an integer >= 1.")
+        if "n_conjugate" in params and (not isinstance(params["n_conjugate"], int) or params["n_conjugate"] < 1):
+            raise ValueError(f"`init` {init!r}: `n_conjugate` (roots of unity per ring) must be an integer >= 1.")
     return name, params
 
 
 def discrete_family(name, n, **params):
     """The discrete eigenvalues (N/2,) of a named discrete family (`DISCRETE_INITS`) with `params`."""
-    params = {**DISCRETE_INIT_DEFAULTS[name], **params}
+    params = {**FAMILY_DEFAULTS[name], **params}
     if name == "linear_magnitudes":
         return linear_magnitudes(n, **params)
     if name == "memory":
@@ -318,7 +393,7 @@ def _read_init_file(path):
 def check_init_string(init):
     """Validate an `init` given as text (a config file, a command line, a search space) and return it.
 
-    Accepted: a name of `EIGENVALUE_INITS + DISCRETE_INITS`, discrete families with parameters
+    Accepted: a name of `EIGENVALUE_INITS + DISCRETE_INITS + AUTHOR_INITS`, families with parameters
     ("unity_rings:rho=0.99,p=4"), or a path to a readable .npy file of continuous eigenvalues. What depends
     on the state size n is checked by `check_eigenvalue_init` once n is known.
     """
@@ -333,8 +408,9 @@ def check_eigenvalue_init(init, n, allowed_names=None, discretization="zoh"):
     """Validate an `init` argument of S4D / S4 and return its normal form.
 
     Accepted:
-      * a name of `allowed_names` (default: `EIGENVALUE_INITS + DISCRETE_INITS`), discrete families with
-        optional parameters ("unity_rings:rho=0.99,p=4");
+      * a name of `allowed_names` (default: `EIGENVALUE_INITS + DISCRETE_INITS + AUTHOR_INITS`), the discrete
+        and the author's families with optional parameters ("unity_rings:rho=0.99,p=4",
+        "guan_conjugate_linear:n_conjugate=4");
       * a complex array (N/2,) or (H, N/2) of continuous eigenvalues a, Re a <= -1e-4;
       * a `DiscreteEigenvalues` (|lambda| in (0, exp(-1e-4)]);
       * the dict that `init_to_config` writes (loading a saved layer), or a path to a .npy file of
@@ -347,7 +423,7 @@ def check_eigenvalue_init(init, n, allowed_names=None, discretization="zoh"):
     Returns:
         a string, a complex128 ndarray (continuous) or a DiscreteEigenvalues.
     """
-    allowed = EIGENVALUE_INITS + DISCRETE_INITS if allowed_names is None else tuple(allowed_names)
+    allowed = EIGENVALUE_INITS + DISCRETE_INITS + AUTHOR_INITS if allowed_names is None else tuple(allowed_names)
     if isinstance(init, dict):
         if set(init) != {"kind", "real", "imag"} or init["kind"] not in ("continuous", "discrete"):
             raise ValueError(f"An `init` dict must be {{'kind': 'continuous'|'discrete', 'real': ..., "
@@ -362,6 +438,8 @@ def check_eigenvalue_init(init, n, allowed_names=None, discretization="zoh"):
             raise ValueError(f"`init` must be one of {allowed} for this layer, got {init!r}.")
         if name in DISCRETE_INITS and name != "memory":  # "memory" is designed (seconds) when the layer builds
             discrete_family(name, n, **params)  # checks rho, p against n
+        if name in AUTHOR_INITS:
+            author_family(name, n, **params)  # checks n_conjugate against n
         return init
     half = n // 2
     if isinstance(init, DiscreteEigenvalues):
@@ -414,6 +492,8 @@ def resolve_eigenvalue_init(init, n, num_channels, discretization, seed=None):
         if name in DISCRETE_INITS:
             lam = discrete_family(name, n, **params)
             return np.tile(continuous_from_discrete(lam, discretization)[None], (num_channels, 1)), True
+        if name in AUTHOR_INITS:
+            return np.tile(author_family(name, n, **params)[None], (num_channels, 1)), False
         return initial_eigenvalues(name, n, num_channels=num_channels, seed=seed), False
     discrete = isinstance(init, DiscreteEigenvalues)
     values = init.values if discrete else init
