@@ -36,11 +36,16 @@ _EXPORTS = {
     "design_eigenvalues": "keras_ssm.memory",
     "EigenvalueDesign": "keras_ssm.memory",
     "SSMAdamW": "keras_ssm.optimizers",
+    "MemoryTracker": "keras_ssm.callbacks",
+    "gradient_by_lag": "keras_ssm.gradients",
+    "LagGradient": "keras_ssm.memory",
+    "load_memory_tracking": "keras_ssm.memory",
+    "plot_memory_tracking": "keras_ssm.memory",
     "DiscreteEigenvalues": "keras_ssm.ops.init",
     "device_info": "keras_ssm.devices",
     "report_devices": "keras_ssm.devices",
 }
-_SUBMODULES = ("devices", "layers", "memory", "ops", "optimizers")
+_SUBMODULES = ("callbacks", "devices", "gradients", "layers", "memory", "ops", "optimizers")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

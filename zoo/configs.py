@@ -57,7 +57,7 @@ DISCRETIZATIONS = (None,) + choices.DISCRETIZATIONS
 
 # Fields that say where and how loudly a run happens, not what it computes: a resuming invocation (or
 # a sweep, or an experiment rerun) may change them without making it a different run.
-RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir", "backup_every")
+RUN_ONLY_FIELDS = ("output_dir", "verbose", "data_dir", "cache_dir", "backup_every", "track_memory")
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ class TrainConfig:
     memory_horizon: int = 1024  # lags of the memory-function plots, capped at the task's seq_len
     divergence_factor: float | None = 20.0
     backup_every: str = "epoch"  # mid-epoch backups: "epoch" (none), "<N>" steps, "<M>m" / "<S>s", or both
+    track_memory: int = 0  # keras_ssm.MemoryTracker every this many steps (0: off)
     verbose: int = 1
 
     def __post_init__(self):
@@ -325,6 +326,9 @@ def _validate(config: TrainConfig) -> None:
             f"got {config.divergence_factor!r}."
         )
     parse_backup_every(config.backup_every)
+    if isinstance(config.track_memory, bool) or config.track_memory < 0:
+        raise ValueError(f"Config key `track_memory` must be an integer >= 0 (steps between records; 0: off), "
+                         f"got {config.track_memory!r}.")
     if config.verbose not in (0, 1, 2):
         raise ValueError(f"Config key `verbose` must be 0, 1 or 2, got {config.verbose!r}.")
     for key in config.data_options:

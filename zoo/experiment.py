@@ -6,12 +6,16 @@ Experiments:
   with fixed and learned eigenvalues over tasks, initialisations and seeds (zoo.fixed_vs_learned, zoo.report);
 * ``memory-horizon``: delayed recall over a log-spaced delay grid, fixed / learned (/ partly frozen)
   eigenvalues, several settings, seeds; accuracy against MF(delay) at initialisation (zoo.memory_horizon);
-* ``longest-memory``: one delay near the memory edge of the default init, settings ordered by memory length.
+* ``longest-memory``: one delay near the memory edge of the default init, settings ordered by memory length;
+* ``learning-direction``: which way learning moves memory length and the eigenvalues (delayed recall inside, at
+  and beyond the init's memory edge, ListOps; SSM lr x1/x10/x100), whether the initial gradient by lag predicts
+  it, and whether MF(delay) at initialisation predicts learning the delay (zoo.learning_direction).
 
     python zoo/experiment.py fixed-vs-learned --tasks listops digits --seeds 3 --preset quick
     python zoo/experiment.py --tasks listops image --seeds 6 --preset small --model s4d --inits inv lin
     python zoo/experiment.py memory-horizon --preset quick --report-dir docs/results/memory-horizon-quick
     python zoo/experiment.py longest-memory --preset quick --seeds 3
+    python zoo/experiment.py learning-direction --preset quick --report-dir docs/results/learning-direction
     python zoo/experiment.py memory-horizon --preset full --frozen-modes 0.5     # on an accelerator
 
 Run ``python zoo/experiment.py EXPERIMENT --help`` for every flag. Rerunning a command skips finished runs
@@ -35,6 +39,7 @@ import shlex  # noqa: E402
 
 from zoo.cli_common import run_interruptible  # noqa: E402
 from zoo.fixed_vs_learned import FixedVsLearned  # noqa: E402
+from zoo.learning_direction import LearningDirection  # noqa: E402
 from zoo.memory_horizon import MemoryHorizon  # noqa: E402
 from zoo.reporting import code_version_label  # noqa: E402
 from zoo.rundir import REPORT_MD, RunDirectoryError  # noqa: E402
@@ -42,7 +47,8 @@ from zoo.shards import claim_plan, parse_shard, select_shard  # noqa: E402
 
 #: name -> experiment (zoo.protocol.Experiment); the first is the default when no name is given.
 EXPERIMENTS = {experiment.name: experiment
-               for experiment in (FixedVsLearned(), MemoryHorizon(), MemoryHorizon(longest=True))}
+               for experiment in (FixedVsLearned(), MemoryHorizon(), MemoryHorizon(longest=True),
+                                   LearningDirection())}
 DEFAULT_EXPERIMENT = "fixed-vs-learned"
 
 

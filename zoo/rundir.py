@@ -4,7 +4,7 @@ and one writer per directory.
 - :func:`write_text_atomic` / :func:`write_json_atomic` / :func:`write_csv_atomic`: the content goes to a
   temporary file in the same directory, is flushed to disk, then renamed over the target
   (``os.replace``), so a reader or a killed writer sees either the old file or the new one, never a
-  truncated one. Every JSON and CSV file the zoo and the sweeps write goes through these.
+  truncated one (``keras_ssm.files``). Every JSON and CSV file the zoo and the sweeps write goes through these.
 - :func:`read_json`: ``json.loads`` of a file, raising :class:`DamagedFileError` (a ValueError) that names
   the file and says what to do when it is empty, truncated or not JSON.
 - :class:`DirectoryLock`: a lock file ``<directory>/.lock`` holding the owner's pid, host, start time and
@@ -30,10 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from keras_ssm.files import (  # noqa: F401 (the zoo's writers are the library's)
+    is_temporary,
+    temporary_path,
+    write_atomic,
+    write_json_atomic,
+    write_npz_atomic,
+    write_text_atomic,
+)
 
 LOCK_FILE = ".lock"
-_TMP_SUFFIX = ".tmp"
 
 # A run directory (zoo.runs).
 CONFIG_FILE = "config.json"
@@ -91,48 +97,13 @@ def display_path(path) -> str:
         return str(resolved)
 
 
-def is_temporary(path) -> bool:
-    """True for the temporary files of :func:`write_text_atomic` (``.<name>.<pid>.tmp``)."""
-    name = Path(path).name
-    return name.startswith(".") and name.endswith(_TMP_SUFFIX)
-
-
-def _write_atomic(path, mode: str, write) -> Path:
-    """``write(f)`` into a temporary file next to ``path`` (opened with ``mode``), fsync, ``os.replace`` over
-    ``path``; the temporary file is removed when anything fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-    try:
-        with open(tmp, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
-
-
-def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file + fsync + ``os.replace`` (same directory)."""
-    return _write_atomic(path, "w", lambda f: f.write(text))
-
-
-def write_json_atomic(path, data) -> Path:
-    """``data`` as indented JSON, written atomically (:func:`write_text_atomic`)."""
-    return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
 def write_json_exclusive(path, data) -> bool:
     """``data`` as indented JSON at ``path`` unless a file is there: written to a temporary file, fsynced, then
     hard-linked to ``path`` (atomic and exclusive: of two writers starting at once, one creates it). Returns
     whether this call created it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-    _write_atomic(tmp, "w", lambda f: f.write(json.dumps(data, indent=1)))
+    tmp = temporary_path(path)
+    write_atomic(tmp, "w", lambda f: f.write(json.dumps(data, indent=1)))
     try:
         os.link(tmp, path)
         return True
@@ -150,11 +121,6 @@ def write_csv_atomic(path, rows, fieldnames) -> Path:
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return write_text_atomic(path, buffer.getvalue())
-
-
-def write_npz_atomic(path, arrays: dict) -> Path:
-    """``numpy.savez`` of ``arrays`` ({name: array}) to ``path``, atomically (as :func:`write_text_atomic`)."""
-    return _write_atomic(path, "wb", lambda f: np.savez(f, **arrays))  # a file object: savez adds no suffix
 
 
 def save_weights_atomic(model, path) -> Path:

@@ -15,6 +15,8 @@ The fit itself is ``zoo.core.fit_and_evaluate``; this module adds the run-direct
                              timing, majority-class rate, the artifacts
     training_curves.png      loss and accuracy per epoch
     memory_functions.png     per-layer memory functions before vs after training
+    memory_tracking.*        with --track-memory N: eigenvalues, memory and gradient norms every N steps
+                             (keras_ssm.MemoryTracker; .json, .npz and the .png of their trajectories)
     diverged.json            only after a divergence stop: where it diverged and which epoch is kept
     .lock                    while a process trains here: its pid and host (one writer per directory)
 
@@ -50,8 +52,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from keras_ssm.callbacks import MemoryTracker
 from keras_ssm.devices import device_info
 from keras_ssm.memory import model_memory_functions, plot_memory_comparison
+from keras_ssm.memory.tracking import TRACKING_JSON, TRACKING_NPZ, TRACKING_PLOT, plot_memory_tracking
 from zoo import check_data_parallel, report_devices
 from zoo.callbacks import (
     BestModelCheckpoint,
@@ -264,6 +268,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         *_tensorboard(out),
         # after the above: the backup records their state
         RunBackup(checkpoint_dir, run_state=backup_state, every=config.backup_every),
+        *_memory_tracker(config, out, data),
         *extra_callbacks,
     ]
     try:
@@ -289,12 +294,37 @@ def _train(config, out, plan, wall_start, extra_callbacks):
     if plot_memory_before_after(config, info, checkpoint_dir / INITIAL_WEIGHTS_FILE, model,
                                 out / MEMORY_PLOT_FILE):
         artifacts["memory_functions"] = MEMORY_PLOT_FILE
+    if config.track_memory and (out / TRACKING_JSON).exists():
+        plot_memory_tracking(out, out / TRACKING_PLOT, title=f"How training moved the eigenvalues and the memory: "
+                                                          f"{curves_title(config)}")
+        artifacts.update(memory_tracking=TRACKING_JSON, memory_tracking_arrays=TRACKING_NPZ,
+                         memory_tracking_plot=TRACKING_PLOT)
     result = dataclasses.replace(result, wall_time_s=previous_wall + time.perf_counter() - wall_start,
                                  divergences=divergences, device=device, artifacts=artifacts)
     results = result.to_dict()
     write_json_atomic(out / RESULTS_FILE, results)
     _say(config, closing_block(results, out))
     return results
+
+
+def tracked_lags(length: int) -> list:
+    """The lags a zoo run's memory tracking records: 1, 10, 100, ... below ``length``, and ``length - 1``."""
+    lags = [10 ** p for p in range(int(np.log10(max(length - 1, 1))) + 1) if 10 ** p < length - 1]
+    return lags + [length - 1] if length > 1 else [0]
+
+
+def _memory_tracker(config, out, data) -> list:
+    """[keras_ssm.MemoryTracker] when ``config.track_memory``: every that many steps, on the first validation
+    batch; MF over twice the task's length (so the last lag of the sequence is not the window's edge)."""
+    if not config.track_memory:
+        return []
+    if isinstance(data.val, tuple):
+        x, y = data.val[0][: config.batch_size], data.val[1][: config.batch_size]
+    else:
+        x, y = (np.asarray(part) for part in next(iter(data.val))[:2])
+    length = int(data.info.seq_len)
+    return [MemoryTracker(out, every=config.track_memory, unit="step", lags=tracked_lags(length), batch=(x, y),
+                          horizon=2 * length, loss=classification_loss())]
 
 
 def load_run(run_dir) -> tuple[keras.Model, TrainConfig]:
@@ -350,6 +380,9 @@ _ARTIFACT_WORDS = {
     "history": (HISTORY_FILE, "loss and accuracy per epoch"),
     "training_curves": (CURVES_FILE, "the same as a plot"),
     "memory_functions": (MEMORY_PLOT_FILE, "each SSM layer's memory function, initial and trained"),
+    "memory_tracking": (TRACKING_JSON, "memory length, MF(lags) and gradient norms per record (--track-memory)"),
+    "memory_tracking_arrays": (TRACKING_NPZ, "the eigenvalues and per-channel memory of every record"),
+    "memory_tracking_plot": (TRACKING_PLOT, "eigenvalue trajectories and memory over training"),
     "tensorboard": (TENSORBOARD_DIR + "/", "TensorBoard logs"),
     "checkpoints": (CHECKPOINT_DIR + "/", "the backup a rerun resumes from, and the initial weights"),
 }

@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "or S seconds of training ('10m', '90s'), or both ('500,10m'); 'epoch': only at "
                              "epoch ends (default: the preset's, 10m for full, epoch otherwise). A rerun resumes "
                              "at the exact step.")
+    parser.add_argument("--track-memory", type=int, default=None, metavar="EVERY",
+                        help="record every EVERY training steps each SSM layer's eigenvalues, memory length, MF at "
+                             "log-spaced lags and gradient norms on a held validation batch (keras_ssm.MemoryTracker) "
+                             "into memory_tracking.json/.npz, plotted as memory_tracking.png (default: 0, off).")
     parser.add_argument("--preempt-signals", default=",".join(DEFAULT_PREEMPT_SIGNALS), metavar="SIGNALS",
                         help="signals that mean 'preempted': training stops at the end of the current step, "
                              "writes a backup of it and exits with status 75 (default: %(default)s; '' for none: "
@@ -165,6 +169,7 @@ def resolve_config(args):
         "output_dir": args.output_dir,
         "distribute": args.distribute,
         "backup_every": args.backup_every,
+        "track_memory": args.track_memory,
         "verbose": args.verbose,
     }
     if args.verbose is None and "verbose" not in file_values:

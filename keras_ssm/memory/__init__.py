@@ -13,6 +13,9 @@ u_{t-k} that the best linear readout of the state x_t recovers (Guan et al., 202
   gradient :func:`memory_function_gradient`.
 * Plots (matplotlib, imported on first use): :func:`plot_memory_functions`,
   :func:`plot_memory_comparison`.
+* Learning direction: :func:`lag_gradient` splits a diagonal layer's loss gradient by input lag (the
+  keras-facing ``keras_ssm.gradient_by_lag`` takes a model and a batch); the files of
+  ``keras_ssm.MemoryTracker``: :func:`load_memory_tracking`, :func:`plot_memory_tracking`.
 * CLI: ``python -m keras_ssm.memory --help``.
 
 Nothing here imports keras.
@@ -32,20 +35,35 @@ from keras_ssm.memory.core import (
 )
 from keras_ssm.memory.design import EigenvalueDesign, design_eigenvalues
 from keras_ssm.memory.empirical import empirical_memory_function, simulate_linear_states
-from keras_ssm.memory.models import find_ssm_layers, is_ssm_layer, layer_memory_function, model_memory_functions
+from keras_ssm.memory.gradient import LagGradient, lag_gradient
+from keras_ssm.memory.models import (
+    find_ssm_layers,
+    is_ssm_layer,
+    layer_memory_function,
+    model_memory_functions,
+)
 from keras_ssm.memory.plotting import plot_memory_comparison, plot_memory_functions
+from keras_ssm.memory.tracking import (
+    MemoryTracking,
+    load_memory_tracking,
+    plot_memory_tracking,
+)
 
 __all__ = [
     "DISCRETIZATIONS",
     "MEMORY_LENGTH_FRACTION",
     "EigenvalueDesign",
+    "LagGradient",
+    "MemoryTracking",
     "MemoryFunction",
     "design_eigenvalues",
     "discretize_eigenvalues",
     "empirical_memory_function",
     "find_ssm_layers",
     "is_ssm_layer",
+    "lag_gradient",
     "layer_memory_function",
+    "load_memory_tracking",
     "memory_accuracy",
     "memory_capacity",
     "memory_function",
@@ -55,5 +73,6 @@ __all__ = [
     "model_memory_functions",
     "plot_memory_comparison",
     "plot_memory_functions",
+    "plot_memory_tracking",
     "simulate_linear_states",
 ]

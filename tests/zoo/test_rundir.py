@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import pytest
 
+import keras_ssm
+
 from conftest import corrupt_classifier_at, tiny_config
 from zoo.callbacks import TrainingDivergedError, read_backup
 from zoo.configs import get_config, parse_backup_every
@@ -253,6 +255,29 @@ def test_kill_between_history_row_and_backup_keeps_one_row_per_epoch(tmp_path, r
     train(config)
     assert [row["epoch"] for row in history_rows(out / "history.csv")] == ["0", "1", "2"]
     assert_same_run(reference, out)
+
+
+# --track-memory: a run killed after a record that its last backup predates repeats that stretch of training
+# and its records once; the tracking equals the uninterrupted run's.
+
+@pytest.mark.processes
+def test_memory_tracking_resumes_after_sigkill_without_gaps_or_duplicates(tmp_path, compile_cache):
+    tracked = dict(track_memory=3, backup_every="4")
+    uninterrupted = tmp_path / "reference"
+    train(tiny(uninterrupted, **tracked))
+    out = tmp_path / "run"
+    config = tiny(out, **tracked)
+    run_and_kill(config, "step", 15, compile_cache)  # backup at step 12, records up to step 15
+    killed = keras_ssm.load_memory_tracking(out)
+    assert list(killed.steps) == [0, 3, 6, 9, 12, 15]
+    train(config)
+    expected, resumed = keras_ssm.load_memory_tracking(uninterrupted), keras_ssm.load_memory_tracking(out)
+    assert list(resumed.steps) == list(expected.steps) == list(range(0, 25, 3))
+    for key in expected.arrays:
+        np.testing.assert_allclose(resumed.array(*key.split("/", 1)), expected.array(*key.split("/", 1)),
+                                   rtol=1e-5, atol=1e-7, err_msg=key)
+    assert (out / "memory_tracking.png").is_file()
+    assert json.loads((out / "results.json").read_text())["artifacts"]["memory_tracking"] == "memory_tracking.json"
 
 
 # ---------------------------------------------------------------------------------------------
