@@ -78,7 +78,8 @@ def test_what_the_commands_and_examples_write_is_ignored_by_git():
     the README's examples write into the working directory stay out of `git status`."""
     committed_files()
     written = ["runs/listops-quick-s4d-learned-seed0/results.json", "sweeps/digits-quick-s4d-random/sweep.json",
-               "memory_functions.png", "model_memory.png", "eigenvalues.npy", "my_model.keras"]
+               "memory_functions.png", "model_memory.png", "eigenvalues.npy", "my_model.keras",
+               "tracked/memory_tracking.json", "memory_tracking.png"]
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=ROOT, capture_output=True,
                              text=True).stdout.split()
     assert ignored == written

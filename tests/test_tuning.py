@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import keras_ssm
 from conftest import tiny_config
 from tuning.space import (
     DIMENSIONS,
@@ -405,3 +407,15 @@ def test_spearman_is_scipys_with_none_for_too_few_pairs_or_a_constant_input():
     assert isinstance(rho, float)
     assert rho == pytest.approx(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
     assert rho == pytest.approx(7.25 / 9.5)  # ranks (1, 2.5, 2.5, 4, 5) and (2, 1, 3.5, 3.5, 5), centred at 3
+
+
+def test_trials_record_their_memory_tracking_when_asked(tmp_path, digits_data):
+    from tuning.search import run_sweep
+
+    space = build_search_space(ranges=["dt_min=1e-3,1e-2", "dt_max=2e-2,0.5", "init=inv"])
+    sweep = run_sweep(tiny_base_config(track_memory=4), space, tuner="random", max_trials=1, directory=tmp_path,
+                      project_name="tracked", data=digits_data)
+    trial = sweep.project_dir / "trial_0"
+    tracking = keras_ssm.load_memory_tracking(trial)
+    assert tracking.steps[0] == 0 and np.all(np.diff(tracking.steps) == 4) and tracking.layers
+    assert (trial / "memory_tracking.png").is_file()

@@ -31,13 +31,14 @@ import numpy as np
 
 from keras_ssm.devices import device_info
 from keras_ssm.memory import MEMORY_LENGTH_FRACTION, memory_summary, model_memory_functions
+from keras_ssm.memory.tracking import TRACKING_JSON, TRACKING_PLOT, plot_memory_tracking
 from tuning.project import OBJECTIVE, trial_label
 from tuning.space import SearchSpace
-from zoo.configs import TrainConfig
 from zoo.callbacks import RunBackup, read_backup
+from zoo.configs import TrainConfig
 from zoo.core import TrainingData, TrainingState, build_compiled_model, fit_and_evaluate, load_training_data
 from zoo.rundir import CHECKPOINT_DIR, INITIAL_MEMORY_FILE, write_json_atomic
-from zoo.runs import memory_horizon
+from zoo.runs import memory_horizon, memory_tracker_callbacks
 
 
 def initial_memory_summary(model, horizon: int, fraction: float = MEMORY_LENGTH_FRACTION) -> dict:
@@ -189,10 +190,13 @@ class SSMHyperModel(kt.HyperModel):
                 print(f"{trial_label(self._trial_dir.name.removeprefix('trial_'))}: resuming from its backup at "
                       f"step {state.epoch_step} of epoch {initial_epoch + 1}", flush=True)
             callbacks.insert(0, RunBackup(backup_dir, run_state=state.backup_record, every=config.backup_every))
+            callbacks[1:1] = memory_tracker_callbacks(config, self._trial_dir, data)  # after the backup it resumes
         result = fit_and_evaluate(config, data, model=model, state=state, callbacks=callbacks,
                                   initial_epoch=initial_epoch, epochs=epochs, on_divergence="keep_best")
         if backup_dir is not None:
             shutil.rmtree(backup_dir, ignore_errors=True)  # the trial ended: its record is trial.json
+            if config.track_memory and (self._trial_dir / TRACKING_JSON).exists():
+                plot_memory_tracking(self._trial_dir, self._trial_dir / TRACKING_PLOT)
         if result.diverged is not None and not result.epochs_completed:
             raise kt.errors.FailedTrialError(result.diverged["message"])
         metrics = trial_metrics(result)

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
                         help="distributed worker: how long to wait for the chief's oracle before failing "
                              "(default: 60).")
+    parser.add_argument("--track-memory", type=int, default=None, metavar="EVERY",
+                        help="record each trial's eigenvalues, memory and gradient norms every EVERY training steps "
+                             "(keras_ssm.MemoryTracker) into trial_<n>/memory_tracking.json/.npz/.png (default: off).")
     parser.add_argument("--print-space", action="store_true",
                         help="print the resolved search space and base config, then exit without training.")
     return parser
@@ -109,7 +112,8 @@ def resolve_base_config(args):
     searched = sorted(set(overrides) & set(DIMENSIONS))
     if searched:
         raise ValueError(f"--set {searched}: these are search dimensions; use --fix NAME=VALUE or --range instead.")
-    flags = {"model": args.model, "epochs": args.epochs, "data_dir": args.data_dir, "cache_dir": args.cache_dir}
+    flags = {"model": args.model, "epochs": args.epochs, "data_dir": args.data_dir, "cache_dir": args.cache_dir,
+             "track_memory": args.track_memory}
     overrides.update({k: v for k, v in flags.items() if v is not None})
     overrides.update(seed=args.seed, verbose=args.verbose)
     return get_config(args.task, args.preset, **overrides)

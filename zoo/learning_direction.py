@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,7 +494,7 @@ def write_report(records, report_dir, *, plan, command, version, preset) -> dict
     summary = summarise(rows)
     figures = {"direction": plot_directions(rows, report_dir / DIRECTION_PLOT),
                "edge": plot_edge(rows, summary, report_dir / EDGE_PLOT)}
-    trajectories = _copy_trajectories(finished, report_dir)
+    trajectories = _plot_trajectories(finished, report_dir)
     failed = sum(r.status == "failed" for r in records)
     first = plan[0].config
     lines = [
@@ -588,17 +587,19 @@ def write_report(records, report_dir, *, plan, command, version, preset) -> dict
     return {"markdown": markdown, "failed": failed, "summary": summary}
 
 
-def _copy_trajectories(finished, report_dir) -> list:
-    """The tracking plots of the first seed's delayed-recall runs at the memory edge, one per learning rate and
-    init (copied next to the report)."""
-    chosen = [r for r in finished if r.run.grid == "direction" and r.run.position == "at"
-              and r.run.seed == min(x.run.seed for x in finished)]
+def _plot_trajectories(finished, report_dir) -> list:
+    """Tracking plots (drawn anew from each run's tracking files) of the first seed's delayed-recall runs at the
+    memory edge, one per init and learning rate, next to the report."""
+    if not finished:
+        return []
+    first_seed = min(r.run.seed for r in finished)
     names = []
-    for record in chosen:
-        source = record.run.run_dir / TRACKING_PLOT
-        if source.exists() and (record.run.run_dir / TRACKING_JSON).exists():
-            name = f"trajectory_{record.run.setting.init}_lr{record.run.lr_multiplier}x.png"
-            shutil.copyfile(source, Path(report_dir) / name)
+    for record in finished:
+        run = record.run
+        if run.grid == "direction" and run.position == "at" and run.seed == first_seed \
+                and (run.run_dir / TRACKING_JSON).exists():
+            name = f"trajectory_{run.setting.init}_lr{run.lr_multiplier}x.png"
+            plot_memory_tracking(run.run_dir, Path(report_dir) / name, title=_trajectory_title(run))
             names.append(name)
     return names
 

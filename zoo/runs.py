@@ -268,7 +268,7 @@ def _train(config, out, plan, wall_start, extra_callbacks):
         *_tensorboard(out),
         # after the above: the backup records their state
         RunBackup(checkpoint_dir, run_state=backup_state, every=config.backup_every),
-        *_memory_tracker(config, out, data),
+        *memory_tracker_callbacks(config, out, data),
         *extra_callbacks,
     ]
     try:
@@ -313,7 +313,7 @@ def tracked_lags(length: int) -> list:
     return lags + [length - 1] if length > 1 else [0]
 
 
-def _memory_tracker(config, out, data) -> list:
+def memory_tracker_callbacks(config, out, data) -> list:
     """[keras_ssm.MemoryTracker] when ``config.track_memory``: every that many steps, on the first validation
     batch; MF over twice the task's length (so the last lag of the sequence is not the window's edge)."""
     if not config.track_memory:

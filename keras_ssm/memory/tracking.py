@@ -150,7 +150,7 @@ def plot_memory_tracking(tracking, path=None, *, channels: int = 4, title: str |
                 ax.plot(z.real[-1], z.imag[-1], "x", color=color, ms=4)
         ax.plot([], [], "o", color="k", mfc="none", label="initial")
         ax.plot([], [], "x", color="k", label=f"step {steps[-1]}")
-        z = np.abs(lam.real) + 1j * np.abs(lam.imag)
+        z = lam.real + 1j * np.abs(lam.imag)                                # as drawn: the upper half
         pad = 0.08 * max(np.ptp(z.real), np.ptp(z.imag), 1e-3)
         ax.set_xlim(z.real.min() - pad, min(z.real.max() + pad, 1.05))
         ax.set_ylim(max(z.imag.min() - pad, -0.02), z.imag.max() + pad)
