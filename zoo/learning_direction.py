@@ -477,6 +477,14 @@ def plot_edge(rows, summary, path) -> bool:
     return True
 
 
+def _scale(plan, task) -> str:
+    c = next(r.config for r in plan if r.task == task)
+    data = c.data_options
+    sizes = ", ".join(f"{key} {data[key]}" for key in ("seq_len", "max_length", "num_train") if key in data)
+    return (f"{task}: {c.num_layers} layer(s) x H = {c.d_model}, N = {c.d_state}, "
+            f"{'bidirectional' if c.bidirectional else 'causal'}, {sizes}, {c.epochs} epochs, batch {c.batch_size}")
+
+
 def _seconds(value):
     return "n/a" if value is None else f"{1e3 * value:.0f} ms"
 
@@ -496,16 +504,14 @@ def write_report(records, report_dir, *, plan, command, version, preset) -> dict
                "edge": plot_edge(rows, summary, report_dir / EDGE_PLOT)}
     trajectories = _plot_trajectories(finished, report_dir)
     failed = sum(r.status == "failed" for r in records)
-    first = plan[0].config
     lines = [
         "# Learning direction: which way training moves the eigenvalues, and whether the initial memory predicts it",
         "",
         f"- command: `{command}`",
-        f"- scale: preset `{preset}`; delayed recall {first.num_layers} layer(s) x H = {first.d_model}, "
-        f"N = {first.d_state}, length {plan[0].config.data_options.get('seq_len', 'n/a')}, "
-        f"{first.epochs} epochs; ListOps per the preset; learned eigenvalues and dt; SSM learning rates "
-        f"{sorted({r.config.ssm_lr for r in plan})}; seeds per cell: "
-        f"{len({r.seed for r in plan if r.grid == 'direction'})} (direction grid), "
+        f"- scale: preset `{preset}`; " + "; ".join(_scale(plan, task) for task in ("delayed_recall", "listops")
+                                                 if any(r.task == task for r in plan))
+        + f"; learned eigenvalues and dt; SSM learning rates {sorted({r.config.ssm_lr for r in plan})}; seeds per "
+        f"cell: {len({r.seed for r in plan if r.grid == 'direction'})} (direction grid), "
         f"{len({r.seed for r in plan if r.grid == 'edge'})} (edge grid)",
         f"- code version: {version}, backend {keras.backend.backend()}, "
         f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
