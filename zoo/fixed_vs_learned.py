@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo import protocol
 from zoo.analysis import analyse_models, task_delay, write_analysis
 from zoo.callbacks import TrainingDivergedError
 from zoo.cli_common import parse_set_overrides
@@ -56,7 +57,7 @@ EXPERIMENT_KEYS = ("task", "preset", "model", "init", "seed", "trainable_eigenva
 
 
 @dataclass(frozen=True)
-class PlannedRun:
+class PlannedRun(protocol.PlannedRun):
     """One training run of the experiment: (task, init, seed, setting) and its resolved TrainConfig."""
 
     task: str
@@ -64,10 +65,6 @@ class PlannedRun:
     seed: int
     setting: str
     config: TrainConfig
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.config.output_dir)
 
     @property
     def finished(self) -> bool:

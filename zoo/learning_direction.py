@@ -37,17 +37,41 @@ import scipy.stats
 from matplotlib.figure import Figure
 
 from keras_ssm.callbacks import MemoryTracker
-from keras_ssm.memory.tracking import TRACKING_JSON, TRACKING_PLOT, load_memory_tracking, plot_memory_tracking
+from keras_ssm.memory.tracking import (
+    TRACKING_JSON,
+    TRACKING_PLOT,
+    load_memory_tracking,
+    plot_memory_tracking,
+)
 from zoo.cli_common import parse_set_overrides
 from zoo.configs import TrainConfig, get_config
-from zoo.core import classification_loss, compile_model, fit_and_evaluate, load_training_data
+from zoo.core import (
+    classification_loss,
+    compile_model,
+    fit_and_evaluate,
+    load_training_data,
+)
 from zoo.fixed_vs_learned import resolve_seeds
-from zoo.memory_horizon import CHANCE_SIGMAS, Setting, _finished, _reset_optimizer, reference_edge_delay
+from zoo.memory_horizon import (
+    CHANCE_SIGMAS,
+    Setting,
+    reference_edge_delay,
+    reset_optimizer,
+    run_finished,
+)
 from zoo.models import build_model, input_spec_from_info
-from zoo.protocol import Experiment, RunRecord
+from zoo.protocol import Experiment, PlannedRun, RunRecord
 from zoo.reporting import format_stat, mean_std
-from zoo.rundir import REPORT_JSON, REPORT_MD, RESULTS_FILE, RUNS_DIR, DirectoryLock, read_json, write_json_atomic, \
-    write_text_atomic
+from zoo.rundir import (
+    REPORT_JSON,
+    REPORT_MD,
+    RESULTS_FILE,
+    RUNS_DIR,
+    DirectoryLock,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from zoo.runs import tracked_lags
 
 #: The reference SSM learning rate (the LRA configs') and the multiples the direction grid trains at.
@@ -81,7 +105,7 @@ PRESETS = {
 
 
 @dataclass(frozen=True)
-class DirectionRun:
+class DirectionRun(PlannedRun):
     """One run: grid ("direction"/"edge"), task, setting, SSM learning-rate multiple, delay (None for ListOps)
     and where it sits against the init's memory edge, seed, and its resolved TrainConfig."""
 
@@ -93,10 +117,6 @@ class DirectionRun:
     position: str
     seed: int
     config: TrainConfig
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.config.output_dir)
 
     @property
     def label(self) -> str:
@@ -199,7 +219,7 @@ def run_learning_direction(plan, log=print) -> list[RunRecord]:
         groups.setdefault(_group_key(run), []).append(run)
     status, done = {}, 0
     for runs in groups.values():
-        todo = [r for r in runs if not _finished(r)]
+        todo = [r for r in runs if not run_finished(r)]
         status.update({r.label: ("skipped", None) for r in runs if r not in todo})
         if todo:
             with contextlib.ExitStack() as locks:  # one writer per run directory
@@ -225,7 +245,7 @@ def _train_group(runs, log, offset, total):
             build_time = time.perf_counter() - build_start
         model.set_weights(initial)
         if model.optimizer.built:
-            _reset_optimizer(model.optimizer)
+            reset_optimizer(model.optimizer)
         length = int(data.info.seq_len)
         lags = tracked_lags(length) if run.delay is None else sorted({1, run.delay, length - 1})
         tracker = MemoryTracker(run.run_dir, every=data.steps_per_epoch, unit="step", lags=lags,
@@ -260,7 +280,7 @@ def _load(run, status, error=None) -> RunRecord:
 
 
 def collect_learning_direction(plan) -> list[RunRecord]:
-    return [_load(run, "skipped") if _finished(run) else RunRecord(run, "missing") for run in plan]
+    return [_load(run, "skipped") if run_finished(run) else RunRecord(run, "missing") for run in plan]
 
 
 # ---------------------------------------------------------------------------------------------

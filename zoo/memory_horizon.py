@@ -50,7 +50,7 @@ from zoo.core import TrainingData, compile_model, fit_and_evaluate
 from zoo.data import load_task_arrays
 from zoo.fixed_vs_learned import resolve_seeds
 from zoo.models import build_model, input_spec_from_info
-from zoo.protocol import Experiment, RunRecord
+from zoo.protocol import Experiment, PlannedRun, RunRecord
 from zoo.reporting import code_version_label, format_stat, mean_std
 from zoo.rundir import (
     ANALYSIS_FILE,
@@ -151,7 +151,7 @@ def log_delays(max_delay: int, points: int = 8) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class HorizonRun:
+class HorizonRun(PlannedRun):
     """One run: (setting, delay, seed, mode) and its resolved TrainConfig."""
 
     setting: Setting
@@ -159,10 +159,6 @@ class HorizonRun:
     seed: int
     mode: str
     config: TrainConfig
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.config.output_dir)
 
     @property
     def label(self) -> str:
@@ -251,7 +247,7 @@ def _print(message):
 
 
 
-def _finished(run) -> bool:
+def run_finished(run) -> bool:
     """True when the run's results.json exists; a results.json of a different config is an error (one
     writer per run directory: a changed grid never silently reuses another run's numbers)."""
     path = run.run_dir / RESULTS_FILE
@@ -289,7 +285,7 @@ def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> li
     status = {}
     done = 0
     for runs in groups.values():
-        todo = [r for r in runs if not _finished(r)]
+        todo = [r for r in runs if not run_finished(r)]
         for r in runs:
             if r not in todo:
                 status[r.label] = ("skipped", None)
@@ -305,7 +301,7 @@ def run_memory_horizon(plan, *, empirical_sequences: int = 64, log=_print) -> li
 
 def collect_memory_horizon(plan, **_) -> list[RunRecord]:
     """Records of the finished runs of ``plan`` (no training); unfinished runs are "missing"."""
-    return [_load(run, "skipped") if _finished(run) else RunRecord(run, "missing") for run in plan]
+    return [_load(run, "skipped") if run_finished(run) else RunRecord(run, "missing") for run in plan]
 
 
 _REDO = "Delete the run's results.json to train it again."
@@ -329,7 +325,7 @@ def _delayed_recall_arrays(config, split):
     return data.inputs[0].astype(np.int32) + int(encoding.offset), np.asarray(data.labels, np.int64), info
 
 
-def _reset_optimizer(optimizer):
+def reset_optimizer(optimizer):
     """Every optimizer variable (step counter, moments) back to zero: the state of a new optimizer."""
     for variable in optimizer.variables:
         variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
@@ -368,7 +364,7 @@ def _train_group(runs, empirical_sequences, log, offset, total):
                             batch_size=cfg.batch_size)
         model.set_weights(initial)
         if model.optimizer.built:
-            _reset_optimizer(model.optimizer)
+            reset_optimizer(model.optimizer)
         result = fit_and_evaluate(cfg, data, model=model, on_divergence="keep_best")
         if result.best_epoch is None:
             log(f"{prefix}: FAILED: the loss became NaN/inf before the first epoch ended")

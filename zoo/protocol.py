@@ -16,9 +16,19 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 #: The states of a record: trained now, finished earlier (skipped), failed (diverged), not finished (missing).
 STATUSES = ("trained", "skipped", "failed", "missing")
+
+
+class PlannedRun:
+    """What every experiment's planned run has beyond its own fields: ``config`` (a zoo TrainConfig) and the
+    directory it trains into."""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.output_dir)
 
 
 @dataclass
