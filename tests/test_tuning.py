@@ -409,6 +409,7 @@ def test_spearman_is_scipys_with_none_for_too_few_pairs_or_a_constant_input():
     assert rho == pytest.approx(7.25 / 9.5)  # ranks (1, 2.5, 2.5, 4, 5) and (2, 1, 3.5, 3.5, 5), centred at 3
 
 
+@pytest.mark.slow
 def test_trials_record_their_memory_tracking_when_asked(tmp_path, digits_data):
     from tuning.search import run_sweep
 

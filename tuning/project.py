@@ -49,15 +49,18 @@ def default_project_name(base_config: TrainConfig, tuner: str) -> str:
     return f"{base_config.task}-{base_config.preset}-{base_config.model}-{tuner}"
 
 
-def sweep_description(tuner: str, base_config: TrainConfig, space: SearchSpace) -> dict:
-    """What identifies a sweep (stored in sweep.json and compared on resume)."""
+def sweep_description(tuner: str, base_config: TrainConfig, space: SearchSpace, memory_screen=None) -> dict:
+    """What identifies a sweep (stored in sweep.json and compared on resume); ``memory_screen``: the screen's
+    threshold, or None."""
     return {"task": base_config.task, "preset": base_config.preset, "tuner": tuner,
-            "objective": OBJECTIVE, "base_config": base_config.to_dict(), "space": space.to_json_dict()}
+            "objective": OBJECTIVE, "base_config": base_config.to_dict(), "space": space.to_json_dict(),
+            "memory_screen": memory_screen}
 
 
 def _comparable(description: dict) -> dict:
     base = {k: v for k, v in description["base_config"].items() if k not in RUN_ONLY_FIELDS}
-    return {**{k: description[k] for k in ("task", "preset", "tuner", "space")}, "base_config": base}
+    return {**{k: description[k] for k in ("task", "preset", "tuner", "space")}, "base_config": base,
+            "memory_screen": description.get("memory_screen")}
 
 
 _DAMAGED_FIX = "The sweep cannot resume from it: restore the file, or rerun with --overwrite to start over."
@@ -121,9 +124,9 @@ def stored_sweep_difference(project_dir: Path, description: dict) -> str:
 
 def _describe_difference(stored: dict, current: dict) -> str:
     parts = []
-    for key in ("task", "preset", "tuner"):
-        if stored[key] != current[key]:
-            parts.append(f"{key}: stored {stored[key]!r}, now {current[key]!r}")
+    for key in ("task", "preset", "tuner", "memory_screen"):
+        if stored.get(key) != current.get(key):
+            parts.append(f"{key}: stored {stored.get(key)!r}, now {current.get(key)!r}")
     for group in ("space", "base_config"):
         for k in sorted(set(stored[group]) | set(current[group])):
             if stored[group].get(k) != current[group].get(k):

@@ -33,9 +33,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from scipy.stats import spearmanr
 
 from tuning.project import OBJECTIVE, SWEEP_FILE, read_sweep_file, trial_folder, trial_label, trial_number
+from tuning.screen import MemoryScreen
 from tuning.space import DIMENSIONS, DT_MAX_POSITION, INIT_CHOICES, SearchSpace
 from zoo.configs import TrainConfig, get_config
-from zoo.rundir import INITIAL_MEMORY_FILE
+from zoo.rundir import INITIAL_MEMORY_FILE, ORACLE_FILE
 from zoo.rundir import SWEEP_BEST_FILE as BEST_FILE
 from zoo.rundir import SWEEP_CSV_FILE as CSV_FILE
 from zoo.rundir import SWEEP_MARKDOWN_FILE as MARKDOWN_FILE
@@ -139,10 +140,12 @@ def ranked(rows: list[TrialRow]) -> list[TrialRow]:
     return done + sorted((r for r in rows if not r.completed), key=_trial_order)
 
 
-def table_records(rows: list[TrialRow]) -> list[dict]:
-    """The report table: one dict per trial, best first (columns in display order). ``trial`` is the trial's
-    number as the console shows it (``Trial #1`` is 1), ``folder`` its KerasTuner folder (``trial_0``),
-    ``continues_trial`` the number of the trial a Hyperband trial continues."""
+def table_records(rows: list[TrialRow], screen: MemoryScreen | None = None, screened=()) -> list[dict]:
+    """The report table: one dict per trial, best first (columns in display order), then the samples the memory
+    screen skipped (status SCREENED, ``screened``: the oracle's records). ``trial`` is the trial's number as the
+    console shows it (``Trial #1`` is 1), ``folder`` its KerasTuner folder (``trial_0``), ``continues_trial``
+    the number of the trial a Hyperband trial continues; with a ``screen``, ``initial_mf_at_lag`` is the
+    screen's score of each trial (the best channel's MF at the task's lag at initialisation)."""
     records = []
     for row in ranked(rows):
         m, memory = row.metrics, row.memory or {}
@@ -162,12 +165,20 @@ def table_records(rows: list[TrialRow]) -> list[dict]:
             "initial_mc": memory.get("memory_capacity"),
             "initial_memory_length": memory.get("memory_length"),
             "initial_memory_accuracy": memory.get("memory_accuracy"),
+            "initial_mf_at_lag": None if screen is None else screen.score(row.values),
             "val_loss": m.get("val_loss"),
             "train_accuracy": m.get("accuracy"),
             "diverged": None if "diverged" not in m else bool(m["diverged"]),
             "train_time_s": m.get("train_time_s"),
             "message": row.message,
         })
+    for record in screened:
+        values = record["values"]
+        records.append({"trial": None, "folder": None, "status": "SCREENED", "dt_min": values["dt_min"],
+                        "dt_max": values["dt_max"], "init": values["init"],
+                        "eigenvalues": "learned" if values["trainable_eigenvalues"] else "fixed", "lr": values["lr"],
+                        "initial_mf_at_lag": record["mf_at_lag"],
+                        "message": f"sample {record['sample']}, before {record['before_trial']}: {record['reason']}"})
     return records
 
 
@@ -187,6 +198,8 @@ def _format(key: str, value) -> str:
         return f"{value:.3g}"
     if key in (OBJECTIVE, "val_loss", "train_accuracy", "initial_memory_accuracy"):
         return f"{value:.4f}"
+    if key == "initial_mf_at_lag":
+        return f"{value:.3g}"
     if key in ("initial_mc", "initial_memory_length"):
         return f"{value:.2f}"
     if key == "train_time_s":
@@ -198,13 +211,27 @@ def _format(key: str, value) -> str:
 
 _MARKDOWN_COLUMNS = ("trial", "folder", "status", OBJECTIVE, "best_epoch", "epochs", "continues_trial", "dt_min", "dt_max", "init",
                      "eigenvalues", "lr", "initial_mc", "initial_memory_length", "initial_memory_accuracy",
-                     "train_time_s", "diverged", "message")
+                     "initial_mf_at_lag", "train_time_s", "diverged", "message")
 
 
 def results_table(project_dir) -> list[dict]:
-    """The report table of a sweep project (:func:`table_records`: one dict per trial, best first), read from
-    its files; the same rows as results.csv."""
-    return table_records(collect_trials(project_dir)[1])
+    """The report table of a sweep project (:func:`table_records`: one dict per trial, best first, then the
+    screened-out samples), read from its files; the same rows as results.csv."""
+    description, rows = collect_trials(project_dir)
+    return table_records(rows, sweep_screen(description), collect_screened(project_dir))
+
+
+def sweep_screen(description: dict) -> MemoryScreen | None:
+    """The memory screen a sweep ran with (sweep.json's ``screen``), or None."""
+    return MemoryScreen(**description["screen"]) if description.get("screen") else None
+
+
+def collect_screened(project_dir) -> list:
+    """The samples the memory screen skipped, in order (the oracle's state in oracle.json; [] without)."""
+    path = Path(project_dir) / ORACLE_FILE
+    if not path.exists():
+        return []
+    return list(read_json(path, "Restore it from a copy; the sweep cannot resume without it.").get("screened", []))
 
 
 def markdown_table(records: list[dict], columns=_MARKDOWN_COLUMNS) -> str:
@@ -223,12 +250,16 @@ def spearman(x, y) -> float | None:
     return float(spearmanr(x, y).statistic)
 
 
-def memory_correlations(rows: list[TrialRow]) -> dict:
+def memory_correlations(rows: list[TrialRow], screen: MemoryScreen | None = None) -> dict:
     """{summary: (Spearman rho of the objective with the initial summary, number of trials)} over the
-    completed trials with a memory record."""
+    completed trials with a memory record; with a ``screen``, also ``mf_at_lag`` (its score of each trial)."""
     usable = [r for r in rows if r.completed and r.memory]
     objective = [r.objective for r in usable]
-    return {key: (spearman([r.memory[key] for r in usable], objective), len(usable)) for key in MEMORY_KEYS}
+    out = {key: (spearman([r.memory[key] for r in usable], objective), len(usable)) for key in MEMORY_KEYS}
+    if screen is not None:
+        done = [r for r in rows if r.completed]
+        out["mf_at_lag"] = (spearman([screen.score(r.values) for r in done], [r.objective for r in done]), len(done))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +288,10 @@ def _point_style(init: str, learned: bool) -> dict:
     (circle) / fixed (triangle) eigenvalues."""
     return dict(linestyle="", marker=_MARKERS[learned], markersize=_POINT_SIZE, alpha=0.85, markeredgewidth=0,
                 color=_INIT_COLORS.get(init, "gray"))
+
+
+def _screened_style() -> dict:
+    return dict(linestyle="", marker="x", markersize=_POINT_SIZE, color="0.35", markeredgewidth=1.2)
 
 
 def _ring_style() -> dict:
@@ -323,7 +358,8 @@ def _two_row_legend(fig, first, second, **kwargs):
     fig.legend([h for h, _ in entries], [t for _, t in entries], ncol=ncol, **kwargs)
 
 
-def sweep_figure(rows: list[TrialRow], *, title: str = "", majority_rate: float | None = None) -> Figure | None:
+def sweep_figure(rows: list[TrialRow], *, title: str = "", majority_rate: float | None = None,
+                 screened=()) -> Figure | None:
     """The figure :func:`plot_sweep` writes (None when no trial completed): the objective against dt_min, dt_max
     (log x), initial MC and initial memory length, one point per completed trial; colour = init, marker =
     learned (circle) / fixed (triangle) eigenvalues, best trial ringed; the legend above the panels."""
@@ -335,20 +371,27 @@ def sweep_figure(rows: list[TrialRow], *, title: str = "", majority_rate: float 
     axes = fig.subplots(2, 2, sharey=True).ravel()
     for ax, (getter, scale, label) in zip(axes, _sweep_panels()):
         _sweep_panel(ax, done, best, getter, scale, label, majority_rate)
+    for ax, name in zip(axes[:2], ("dt_min", "dt_max")):  # screened samples: untrained, on the bottom edge
+        xs = [record["values"][name] for record in screened]
+        if xs:
+            ax.plot(xs, [0.03] * len(xs), transform=ax.get_xaxis_transform(), **_screened_style())
     for ax in axes[::2]:
         ax.set_ylabel(f"{OBJECTIVE} (best epoch)")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     colours, shapes = _sweep_legend(done, best, majority_rate)
+    if screened:
+        shapes.append((Line2D([], [], **_screened_style()), "screened out, not trained"))
     _two_row_legend(fig, colours, shapes, loc="upper center", fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.96),
                     handler_map={tuple: HandlerTuple(ndivide=None, pad=0.3)})
     return fig
 
 
-def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: float | None = None) -> bool:
+def plot_sweep(rows: list[TrialRow], path, *, title: str = "", majority_rate: float | None = None,
+               screened=()) -> bool:
     """Write :func:`sweep_figure` to ``path``; returns False (writing nothing) when no trial completed."""
-    fig = sweep_figure(rows, title=title, majority_rate=majority_rate)
+    fig = sweep_figure(rows, title=title, majority_rate=majority_rate, screened=screened)
     if fig is None:
         return False
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -393,14 +436,16 @@ def write_report(project_dir) -> dict:
     """
     project_dir = Path(project_dir)
     description, rows = collect_trials(project_dir)
-    records = table_records(rows)
+    screen, screened = sweep_screen(description), collect_screened(project_dir)
+    records = table_records(rows, screen, screened)
     write_csv(records, project_dir / CSV_FILE)
     done = [r for r in rows if r.completed]
     best = ranked(done)[0] if done else None
     majority = description.get("val_majority_rate")
     title = (f"{description['task']} ({description['preset']}, {description['base_config']['model']}): "
-             f"{description['tuner']} search, {len(done)} completed trial(s)")
-    correlations = memory_correlations(rows)
+             f"{description['tuner']} search, {len(done)} completed trial(s)"
+             + (f", {len(screened)} sample(s) screened out" if screened else ""))
+    correlations = memory_correlations(rows, screen)
 
     lines = [f"# Sweep: {title}", "",
              f"Objective: {OBJECTIVE} at each trial's best epoch"
@@ -410,8 +455,14 @@ def write_report(project_dir) -> dict:
              markdown_table(records), ""]
     for key, (rho, n) in correlations.items():
         text = "n/a (fewer than 3 completed trials or no spread)" if rho is None else f"{rho:+.2f}"
-        lines.append(f"- Spearman rank correlation of {OBJECTIVE} with initial {key.replace('_', ' ')}: "
-                     f"{text} (n = {n})")
+        what = f"MF({screen.lag}) (the screen's score)" if key == "mf_at_lag" else key.replace('_', ' ')
+        lines.append(f"- Spearman rank correlation of {OBJECTIVE} with initial {what}: {text} (n = {n})")
+    if screen is not None:
+        seconds = [r.get("screen_seconds", 0.0) for r in screened]
+        lines += ["", f"Memory screen: a sample trained only if the best channel's MF({screen.lag}) at initialisation "
+                      f"(lag = {screen.lag_source}) was >= {screen.threshold:g}. {len(screened)} sample(s) were screened "
+                      f"out (status SCREENED above; they count toward max_trials)"
+                      + (f", at {1e3 * np.mean(seconds):.0f} ms each" if seconds else "") + "."]
     best_path = None
     if best is not None:
         best_path = project_dir / BEST_FILE
@@ -421,7 +472,7 @@ def write_report(project_dir) -> dict:
                       f"to this file. Train them, from the repository root: "
                       f"`python zoo/train.py {description['task']} --config {repo_path(best_path)}`."]
     write_text_atomic(project_dir / MARKDOWN_FILE, "\n".join(lines) + "\n")
-    plotted = plot_sweep(rows, project_dir / PLOT_FILE, title=title, majority_rate=majority)
+    plotted = plot_sweep(rows, project_dir / PLOT_FILE, title=title, majority_rate=majority, screened=screened)
     summary = {
         "csv": project_dir / CSV_FILE,
         "markdown": project_dir / MARKDOWN_FILE,
@@ -434,6 +485,7 @@ def write_report(project_dir) -> dict:
         "trials": len(rows),
         "completed": len(done),
         "correlations": correlations,
+        "screened": len(screened),
     }
     return summary
 

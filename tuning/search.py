@@ -46,10 +46,12 @@ from tuning.distributed import (
 )
 from tuning.hypermodel import SSMHyperModel
 from tuning.project import OBJECTIVE, SWEEP_FILE, TRIAL_CHECKPOINT_FILE, TUNERS, SweepProjectError, \
-    default_project_name, prepare_project, stored_sweep_difference, sweep_description, trial_folder
+    default_project_name, prepare_project, stored_sweep_difference, sweep_description, trial_folder, trial_label
 from tuning.report import best_so_far_line, collect_trials, ranked, trial_summary_line, trial_table, write_report
+from tuning.screen import MAX_SCREENED_IN_A_ROW, MemoryScreen, check_screen_arguments
 from tuning.space import SearchSpace
 from zoo import report_devices
+from zoo.analysis import task_delay
 from zoo.configs import TrainConfig
 from zoo.core import TrainingData
 from zoo.rundir import DirectoryLock, directory_entries, display_path, write_json_atomic
@@ -82,6 +84,59 @@ class AtomicBayesianOptimizationOracle(_AtomicOracleMixin, kt.oracles.BayesianOp
 
 class AtomicHyperbandOracle(_AtomicOracleMixin, kt.oracles.HyperbandOracle):
     pass
+
+
+class ScreenedRandomSearchOracle(AtomicRandomSearchOracle):
+    """Random search whose samples pass a :class:`tuning.screen.MemoryScreen` before they become trials.
+
+    ``populate_space`` (KerasTuner's public extension point) samples as random search does and hands out the
+    first sample that passes; each screened-out sample is recorded in :attr:`screened` (its values, lag, MF,
+    threshold, reason, and the trial it preceded), kept in the oracle's state (``get_state``/``set_state``:
+    ``oracle.json``), so a resumed sweep continues the same sample sequence and screens identically.
+    Screened samples count toward ``max_trials``: a sweep draws ``max_trials`` samples and trains those that
+    pass, so it draws the same samples as the same sweep without the screen (same seed) and trains a subset.
+    """
+
+    def __init__(self, *args, screen, space, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.screen, self.space, self.screened = screen, space, []
+        self.stop_reason = None
+
+    def _budget_spent(self) -> bool:
+        return bool(self.max_trials) and len(self.trials) + len(self.screened) >= self.max_trials
+
+    def populate_space(self, trial_id):
+        for _ in range(MAX_SCREENED_IN_A_ROW):
+            if self._budget_spent():
+                return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+            response = super().populate_space(trial_id)
+            if response["status"] != kt.engine.trial.TrialStatus.RUNNING:
+                return response
+            start = time.perf_counter()
+            record = self.screen.check(self.space.values_for(response["values"]))
+            if record is None:
+                return response
+            record.update(sample=len(self.screened) + 1, before_trial=trial_label(trial_id),
+                          screen_seconds=time.perf_counter() - start)
+            self.screened.append(record)
+            print(f"Screened out (not trained): {_describe_values(record['values'])}: {record['reason']}", flush=True)
+            self.save()
+        self.stop_reason = (f"{MAX_SCREENED_IN_A_ROW} samples in a row were screened out: the search space holds "
+                            f"(almost) no trial whose MF({self.screen.lag}) reaches {self.screen.threshold:g}.")
+        print(self.stop_reason, flush=True)
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+    def get_state(self):
+        return {**super().get_state(), "screened": self.screened}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.screened = list(state.get("screened", []))
+
+
+def _describe_values(values) -> str:
+    return (f"init {values['init']}, dt [{values['dt_min']:.3g}, {values['dt_max']:.3g}], "
+            f"{'learned' if values['trainable_eigenvalues'] else 'fixed'} eigenvalues, lr {values['lr']:.3g}")
 
 
 class _SweepTunerMixin:
@@ -157,20 +212,25 @@ class HyperbandSweepTuner(_SweepTunerMixin, kt.Hyperband):
 
 
 def make_tuner(kind: str, hypermodel: SSMHyperModel, *, max_trials: int, directory, project_name: str,
-               seed: int, max_consecutive_failures: int = 3, hyperband_factor: int = 3):
+               seed: int, max_consecutive_failures: int = 3, hyperband_factor: int = 3, screen=None):
     """The KerasTuner tuner ``kind`` ('random', 'bayesian', 'hyperband') maximising val_accuracy.
 
     The sampler's seed is ``seed + 1`` (KerasTuner treats a seed of 0 as "draw one at random").
     Hyperband's ``max_epochs`` is the base config's epochs; its trial count is capped at
-    ``max_trials`` too.
+    ``max_trials`` too. ``screen``: a :class:`tuning.screen.MemoryScreen` (random search only).
     """
     if kind not in TUNERS:
         raise ValueError(f"`tuner` must be one of {TUNERS}, got {kind!r}.")
+    if screen is not None:
+        check_screen_arguments(screen.threshold, kind, hypermodel.base_config)
     if not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"`max_trials` must be an integer >= 1, got {max_trials!r}.")
     oracle_args = dict(objective=kt.Objective(OBJECTIVE, direction="max"), seed=seed + 1,
                        max_consecutive_failed_trials=max_consecutive_failures)
     common = dict(hypermodel=hypermodel, directory=str(directory), project_name=project_name, overwrite=False)
+    if kind == "random" and screen is not None:
+        oracle = ScreenedRandomSearchOracle(max_trials=max_trials, screen=screen, space=hypermodel.space, **oracle_args)
+        return RandomSweepTuner(oracle, **common)
     if kind == "random":
         return RandomSweepTuner(AtomicRandomSearchOracle(max_trials=max_trials, **oracle_args), **common)
     if kind == "bayesian":
@@ -203,7 +263,8 @@ class SweepResult:
 def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "random", max_trials: int = 10,
               directory="sweeps", project_name: str | None = None, overwrite: bool = False,
               max_consecutive_failures: int = 3, hyperband_factor: int = 3,
-              data: TrainingData | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SweepResult:
+              data: TrainingData | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+              memory_screen: float | None = None) -> SweepResult:
     """Run (or resume) a sweep and write its report; see the module docstring for the files.
 
     Args:
@@ -220,6 +281,9 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         hyperband_factor: Hyperband's reduction factor.
         data: preloaded task data (default: loaded from ``base_config``).
         connect_timeout: a distributed worker's wait for the chief, in seconds.
+        memory_screen: a threshold in (0, 1] (``tuning.screen.DEFAULT_THRESHOLD`` is the calibrated one): skip
+            the samples whose initial MF at the task's lag is below it (random search only; tuning.screen).
+            Recorded in sweep.json: a resumed sweep or a worker with another screen is refused.
 
     Distributed (KerasTuner's chief/worker mode, set by its environment variables; tuning.distributed):
     the chief validates and locks the project, serves the oracle and writes the report over every
@@ -236,6 +300,8 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         raise ValueError(f"`tuner` must be one of {TUNERS}, got {tuner!r}.")
     if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
         raise ValueError(f"`max_trials` must be an integer >= 1, got {max_trials!r}.")
+    if memory_screen is not None:
+        check_screen_arguments(memory_screen, tuner, base_config)
     project_name = project_name or default_project_name(base_config, tuner)
     project_dir = Path(directory) / project_name
     role = distributed_role()
@@ -248,23 +314,34 @@ def run_sweep(base_config: TrainConfig, space: SearchSpace, *, tuner: str = "ran
         wait_for_chief(role, connect_timeout)
         with DirectoryLock(project_dir / WORKERS_DIR / role.tuner_id, "sweep worker"):
             return _run_worker(base_config, space, tuner, max_trials, directory, project_name, project_dir, role,
-                               max_consecutive_failures, hyperband_factor, data)
+                               max_consecutive_failures, hyperband_factor, data, memory_screen)
     exposure = oracle_exposure_warning(role) if role is not None else None
     if exposure:
         print(exposure, file=sys.stderr, flush=True)
     with DirectoryLock(project_dir, "sweep project"):
         return _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
-                          max_consecutive_failures, hyperband_factor, data, role)
+                          max_consecutive_failures, hyperband_factor, data, role, memory_screen)
+
+
+def _screen(hypermodel, threshold):
+    """The sweep's MemoryScreen (None without one), from the task's data."""
+    if threshold is None:
+        return None
+    config = hypermodel.base_config
+    return MemoryScreen.for_task(config, int(hypermodel.data().info.seq_len), task_delay(config), threshold)
 
 
 def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, project_dir, overwrite,
-               max_consecutive_failures, hyperband_factor, data, role):
-    description = sweep_description(tuner, base_config, space)
+               max_consecutive_failures, hyperband_factor, data, role, memory_screen=None):
+    description = sweep_description(tuner, base_config, space, memory_screen)
+    hypermodel = SSMHyperModel(base_config, space, data=data)
     resumed = prepare_project(project_dir, description, overwrite)
 
     description["device"] = report_devices()  # printed, and recorded in sweep.json
-    hypermodel = SSMHyperModel(base_config, space, data=data)
     task_data = hypermodel.data()  # bad data options or missing data fail here, before anything is deleted
+    screen = _screen(hypermodel, memory_screen)
+    if screen is not None:
+        description["screen"] = screen.to_dict()
     description["val_majority_rate"] = task_data.val_majority_rate
     description["memory_horizon"] = hypermodel.memory_horizon()
     if overwrite:
@@ -283,7 +360,12 @@ def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, p
           f"{base_config.epochs} epoch(s), objective {OBJECTIVE}.\nSearch space:\n{space.describe()}", flush=True)
     keras_tuner = make_tuner(tuner, hypermodel, max_trials=max_trials, directory=directory,
                              project_name=project_name, seed=base_config.seed,
-                             max_consecutive_failures=max_consecutive_failures, hyperband_factor=hyperband_factor)
+                             max_consecutive_failures=max_consecutive_failures, hyperband_factor=hyperband_factor,
+                             screen=screen)
+    if screen is not None:
+        print(f"Memory screen: a sample trains only if some channel's MF({screen.lag}) at initialisation is >= "
+              f"{screen.threshold:g} (lag = {screen.lag_source}); screened-out samples count toward max_trials.",
+              flush=True)
     stopped_early = None
     try:
         keras_tuner.search()
@@ -295,17 +377,18 @@ def _run_sweep(base_config, space, tuner, max_trials, directory, project_name, p
         for trial in keras_tuner.oracle.trials.values():
             if trial.status == kt.engine.trial.TrialStatus.FAILED:
                 write_json_atomic(Path(keras_tuner.get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+    stopped_early = stopped_early or getattr(keras_tuner.oracle, "stop_reason", None)
     report = write_report(project_dir)
     return SweepResult(project_dir=project_dir, resumed=resumed, report=report, stopped_early=stopped_early)
 
 
 def _run_worker(base_config, space, tuner, max_trials, directory, project_name, project_dir, role,
-                max_consecutive_failures, hyperband_factor, data):
+                max_consecutive_failures, hyperband_factor, data, memory_screen=None):
     """A distributed worker: the chief's sweep.json must describe this sweep; then train what the chief hands out."""
     if not (project_dir / SWEEP_FILE).exists():
         raise SweepProjectError(f"{project_dir} holds no {SWEEP_FILE}, which the chief writes before it serves: the "
                                 f"workers must see the chief's --directory (the same path on a shared file system).")
-    diff = stored_sweep_difference(project_dir, sweep_description(tuner, base_config, space))
+    diff = stored_sweep_difference(project_dir, sweep_description(tuner, base_config, space, memory_screen))
     if diff:
         raise SweepProjectError(f"worker {role.tuner_id!r} was started for another sweep than the chief's "
                                 f"({diff}); start it with the chief's arguments.")
@@ -313,7 +396,8 @@ def _run_worker(base_config, space, tuner, max_trials, directory, project_name, 
     hypermodel.data()
     keras_tuner = make_tuner(tuner, hypermodel, max_trials=max_trials, directory=directory,
                              project_name=project_name, seed=base_config.seed,
-                             max_consecutive_failures=max_consecutive_failures, hyperband_factor=hyperband_factor)
+                             max_consecutive_failures=max_consecutive_failures, hyperband_factor=hyperband_factor,
+                             screen=_screen(hypermodel, memory_screen))
     print(f"Worker {role.tuner_id!r}: connected to {role.address}; training trials of {display_path(project_dir)}.",
           flush=True)
     keras_tuner.search()

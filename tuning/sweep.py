@@ -25,6 +25,7 @@ if __package__ in (None, ""):
 import argparse  # noqa: E402
 
 from tuning.project import TUNERS, trial_label  # noqa: E402
+from tuning.screen import DEFAULT_THRESHOLD  # noqa: E402
 from tuning.space import DIMENSIONS, INIT_CHOICES, build_search_space  # noqa: E402
 from zoo.cli_common import fail, parse_set_overrides, run_interruptible, want_traceback  # noqa: E402
 from zoo.configs import DEFAULT_PRESET, MODELS, PRESETS, TASKS, get_config  # noqa: E402
@@ -98,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
                         help="distributed worker: how long to wait for the chief's oracle before failing "
                              "(default: 60).")
+    parser.add_argument("--memory-screen", nargs="?", type=float, const=DEFAULT_THRESHOLD, default=None,
+                        metavar="THRESHOLD",
+                        help=f"skip, before training, every sample whose initial memory cannot reach the task's lag: "
+                             f"the best channel's closed-form MF at the recall delay (delayed recall) or at half the "
+                             f"sequence length (other tasks) must be >= THRESHOLD, in (0, 1] (default when given "
+                             f"without a value: {DEFAULT_THRESHOLD:g}, the learnable edge measured by "
+                             f"zoo/experiment.py learning-direction). Screened samples are listed in the report and "
+                             f"count toward --max-trials (the sweep draws that many samples and trains those that "
+                             f"pass). Random search, S4D only (default: off).")
     parser.add_argument("--track-memory", type=int, default=None, metavar="EVERY",
                         help="record each trial's eigenvalues, memory and gradient norms every EVERY training steps "
                              "(keras_ssm.MemoryTracker) into trial_<n>/memory_tracking.json/.npz/.png (default: off).")
@@ -153,7 +163,8 @@ def _main(args) -> int:
         result = run_sweep(base_config, space, tuner=args.tuner, max_trials=args.max_trials,
                            directory=args.directory, project_name=args.project_name, overwrite=args.overwrite,
                            max_consecutive_failures=args.max_consecutive_failures,
-                           hyperband_factor=args.hyperband_factor, connect_timeout=args.connect_timeout)
+                           hyperband_factor=args.hyperband_factor, connect_timeout=args.connect_timeout,
+                           memory_screen=args.memory_screen)
     except (ValueError, FileNotFoundError, NotADirectoryError, ConnectionError) as err:
         # Config, data and project problems (SweepProjectError and LockedError are ValueErrors).
         if want_traceback():
@@ -163,7 +174,8 @@ def _main(args) -> int:
         print(f"Worker {result.worker!r} done: the chief stopped handing out trials; it writes the report.")
         return 0
     if result.stopped_early:
-        print(f"\nThe search stopped early: {result.stopped_early} (see --max-consecutive-failures).", file=sys.stderr)
+        hint = "" if "screened out" in result.stopped_early else " (see --max-consecutive-failures)"
+        print(f"\nThe search stopped early: {result.stopped_early}{hint}", file=sys.stderr)
     print("\n" + closing_lines(result.report, args.task))
     return 1 if result.stopped_early else 0
 

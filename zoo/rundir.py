@@ -71,6 +71,7 @@ SWEEP_CSV_FILE = "results.csv"
 SWEEP_MARKDOWN_FILE = "results.md"
 SWEEP_PLOT_FILE = "results.png"
 SWEEP_BEST_FILE = "best.json"
+ORACLE_FILE = "oracle.json"  # KerasTuner's oracle state (with the memory screen's screened-out samples)
 
 
 class RunDirectoryError(ValueError):

@@ -66,6 +66,7 @@ def test_statistics_are_scipys():
     assert roc_auc([0.1, 0.2], [True, True])["auc"] is None
 
 
+@pytest.mark.slow
 def test_runs_resume_and_report(tmp_path):
     plan = _plan(tmp_path)
     assert [r.position for r in plan] == ["inside", "at", "beyond", "grid"]
