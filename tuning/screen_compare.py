@@ -8,7 +8,8 @@ Everything after ``--`` is a ``tuning/sweep.py`` command (task and flags; ``--se
 screened (``--memory-screen THRESHOLD``). Both draw the same samples (same sampler seed; screened samples count
 toward ``--max-trials``), so the screened sweep trains a subset of the plain one's trials. The report
 (``report.md``, ``report.json``) gives per seed and in total: the trials trained, their summed training time,
-the screen's own time, the sweep's wall time, and the best val_accuracy each found, with its mean and spread
+the screen's own time, the sweep's wall time (summed over the invocations that ran it, kept in
+``--directory``/wall_times.json), and the best val_accuracy each found, with its mean and spread
 over seeds, and the rank of the plain sweep's best trial in the screened sweep. Rerunning resumes the sweeps.
 """
 
@@ -30,7 +31,10 @@ from tuning.report import collect_screened, collect_trials  # noqa: E402
 from tuning.screen import DEFAULT_THRESHOLD, check_threshold  # noqa: E402
 from tuning.sweep import main as sweep_main  # noqa: E402
 from zoo.reporting import code_version_label, format_stat, mean_std  # noqa: E402
-from zoo.rundir import REPORT_JSON, REPORT_MD, write_json_atomic, write_text_atomic  # noqa: E402
+from zoo.rundir import REPORT_JSON, REPORT_MD, read_json, write_json_atomic, write_text_atomic  # noqa: E402
+
+#: Each sweep's wall time summed over the invocations that ran it (in --directory).
+WALL_TIMES_FILE = "wall_times.json"
 
 _OWN_FLAGS = ("--seed", "--project-name", "--memory-screen", "--directory")
 
@@ -73,6 +77,8 @@ def main(argv=None) -> int:
     threshold = check_threshold(args.threshold)
     directory = Path(args.directory)
     version = code_version_label()
+    times_file = directory / WALL_TIMES_FILE
+    wall_times = read_json(times_file, "Delete it to measure anew.") if times_file.exists() else {}
     runs = []
     for seed in args.seeds:
         for screened in (False, True):
@@ -81,10 +87,12 @@ def main(argv=None) -> int:
             command += ["--memory-screen", str(threshold)] if screened else []
             start = time.perf_counter()
             status = sweep_main(command)
-            wall = time.perf_counter() - start
+            # a resumed sweep adds its own time to the earlier invocations'
+            wall_times[name] = wall_times.get(name, 0.0) + time.perf_counter() - start
+            write_json_atomic(times_file, wall_times)
             if status not in (0, 1):
                 return status
-            runs.append({"seed": seed, "screened": screened, "wall_time_s": wall, "exit_status": status,
+            runs.append({"seed": seed, "screened": screened, "wall_time_s": wall_times[name], "exit_status": status,
                          **sweep_summary(directory / name)})
     shown = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python tuning/screen_compare.py", *(shlex.quote(a) for a in shown)])
