@@ -27,7 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(_script_dir.parent))
 
 
-from tuning.report import collect_screened, collect_trials  # noqa: E402
+from tuning.report import collect_screened, collect_trials, spearman, sweep_screen  # noqa: E402
 from tuning.screen import DEFAULT_THRESHOLD, check_threshold  # noqa: E402
 from tuning.sweep import main as sweep_main  # noqa: E402
 from zoo.reporting import code_version_label, format_stat, mean_std  # noqa: E402
@@ -50,9 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def sweep_summary(project) -> dict:
-    """Trials trained, their summed training time, the screen's time, the best val_accuracy and its trial."""
-    _, rows = collect_trials(project)
+def sweep_summary(project, screen=None) -> dict:
+    """Trials trained, their summed training time, the screen's time, the best val_accuracy and its trial, and
+    (given the ``screen``) each completed trial's (screen score, objective)."""
+    description, rows = collect_trials(project)
+    screen = screen or sweep_screen(description)
     screened = collect_screened(project)
     done = [r for r in rows if r.completed]
     best = max(done, key=lambda r: r.objective) if done else None
@@ -61,7 +63,9 @@ def sweep_summary(project) -> dict:
             "screen_time_s": float(sum(r.get("screen_seconds", 0.0) for r in screened)),
             "best_value": None if best is None else best.objective,
             "best_values": None if best is None else best.values,
-            "scores": {r.trial_id: r.objective for r in done}}
+            "scores": {r.trial_id: r.objective for r in done},
+            "mf_and_objective": [] if screen is None else [[screen.score(r.values), r.objective] for r in done],
+            "screen": None if screen is None else screen.to_dict()}
 
 
 def main(argv=None) -> int:
@@ -92,8 +96,11 @@ def main(argv=None) -> int:
             write_json_atomic(times_file, wall_times)
             if status not in (0, 1):
                 return status
-            runs.append({"seed": seed, "screened": screened, "wall_time_s": wall_times[name], "exit_status": status,
-                         **sweep_summary(directory / name)})
+            runs.append({"seed": seed, "screened": screened, "wall_time_s": wall_times[name], "exit_status": status})
+    for run in runs:  # the plain sweeps' trials are scored with their screened twin's screen
+        twin = directory / f"seed{run['seed']}-screened"
+        run.update(sweep_summary(directory / f"seed{run['seed']}-{'screened' if run['screened'] else 'plain'}",
+                                 sweep_screen(collect_trials(twin)[0])))
     shown = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python tuning/screen_compare.py", *(shlex.quote(a) for a in shown)])
     report = write_report(runs, Path(args.report_dir), command=command, version=version, threshold=threshold)
@@ -134,16 +141,29 @@ def write_report(runs, report_dir, *, command, version, threshold) -> str:
         t = totals[kind]
         lines.append(f"| {kind} | {t['trials_trained']} | {t['train_time_s']:.0f} | {t['wall_time_s']:.0f} | "
                      f"{format_stat(t['best_value'], 4)} |")
+    pairs = [pair for r in plain.values() for pair in r.get("mf_and_objective", [])]
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else None
     lines += ["", f"- training time saved by the screen: "
                   f"{'n/a' if saved is None else f'{100 * saved:.0f}%'}; the screen's own cost: "
                   f"{'n/a' if per_sample is None else f'{1e3 * per_sample:.1f} ms'} per screened sample",
-              f"- seeds where the screened sweep found the plain sweep's best score: {same_best} of {len(plain)}"]
+              f"- seeds where the screened sweep found the plain sweep's best score: {same_best} of {len(plain)}",
+              f"- the screen's premise on the plain sweeps' {len(pairs)} trials: Spearman correlation of val_accuracy "
+              f"with the screen's score (best channel's MF at the lag) "
+              f"{'n/a' if rho is None else f'{rho:+.2f}'}; trials scoring >= {threshold:g}: "
+              f"{sum(p[0] >= threshold for p in pairs)}, their mean val_accuracy "
+              f"{_mean([p[1] for p in pairs if p[0] >= threshold])} against "
+              f"{_mean([p[1] for p in pairs if p[0] < threshold])} for the others"]
     markdown = "\n".join(lines) + "\n"
     write_text_atomic(report_dir / REPORT_MD, markdown)
     write_json_atomic(report_dir / REPORT_JSON, {"command": command, "version": version, "threshold": threshold,
                                                  "runs": runs, "totals": totals, "training_time_saved": saved,
-                                                 "same_best": same_best, "screen_seconds_per_sample": per_sample})
+                                                 "same_best": same_best, "screen_seconds_per_sample": per_sample,
+                                                 "premise_spearman": rho})
     return markdown
+
+
+def _mean(values) -> str:
+    return f"{sum(values) / len(values):.4f}" if values else "n/a"
 
 
 if __name__ == "__main__":
