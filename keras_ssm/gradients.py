@@ -204,7 +204,7 @@ def batch_gradients(model, x, y, *, loss=None, layers=None, variables=()):
         (loss value, {path: dL/dK as float64 numpy (c, H, L)} for the diagonal layers chosen,
         [dL/dv as float64 numpy for v in variables]).
     """
-    return BatchGradients(model, x, loss=loss, layers=layers, variables=variables)(x, y)
+    return BatchGradients.cached(model, x, loss=loss, layers=layers, variables=variables)(x, y)
 
 
 def layer_lag_gradient(layer, kernel_gradient, loss=float("nan")) -> LagGradient:

@@ -72,7 +72,7 @@ from zoo.rundir import (
     write_json_atomic,
     write_text_atomic,
 )
-from zoo.runs import tracked_lags
+from zoo.runs import held_batch, tracked_lags
 
 #: The reference SSM learning rate (the LRA configs') and the multiples the direction grid trains at.
 REFERENCE_SSM_LR = 1e-3
@@ -206,12 +206,6 @@ def _group_key(run):
     return run.grid, run.task, run.setting.dirname, run.lr_multiplier, run.seed
 
 
-def _held_batch(data, batch_size):
-    if isinstance(data.val, tuple):
-        return data.val[0][:batch_size], data.val[1][:batch_size]
-    return tuple(np.asarray(part) for part in next(iter(data.val))[:2])
-
-
 def run_learning_direction(plan, log=print) -> list[RunRecord]:
     """Train every unfinished run of ``plan`` (groups of one model; see the module docstring)."""
     groups: dict = {}
@@ -249,7 +243,7 @@ def _train_group(runs, log, offset, total):
         length = int(data.info.seq_len)
         lags = tracked_lags(length) if run.delay is None else sorted({1, run.delay, length - 1})
         tracker = MemoryTracker(run.run_dir, every=data.steps_per_epoch, unit="step", lags=lags,
-                                batch=_held_batch(data, cfg.batch_size), horizon=2 * length, loss=classification_loss())
+                                batch=held_batch(data, cfg.batch_size), horizon=2 * length, loss=classification_loss())
         result = fit_and_evaluate(cfg, data, model=model, callbacks=[tracker], on_divergence="keep_best")
         prefix = f"[{offset + position + 1}/{total}] {run.label}"
         if result.best_epoch is None:

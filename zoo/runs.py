@@ -313,15 +313,20 @@ def tracked_lags(length: int) -> list:
     return lags + [length - 1] if length > 1 else [0]
 
 
+def held_batch(data, batch_size: int) -> tuple:
+    """(x, y) of the first validation batch of ``data`` (arrays or a dataset): the batch a memory tracker's
+    gradients come from."""
+    if isinstance(data.val, tuple):
+        return data.val[0][:batch_size], data.val[1][:batch_size]
+    return tuple(np.asarray(part) for part in next(iter(data.val))[:2])
+
+
 def memory_tracker_callbacks(config, out, data) -> list:
     """[keras_ssm.MemoryTracker] when ``config.track_memory``: every that many steps, on the first validation
     batch; MF over twice the task's length (so the last lag of the sequence is not the window's edge)."""
     if not config.track_memory:
         return []
-    if isinstance(data.val, tuple):
-        x, y = data.val[0][: config.batch_size], data.val[1][: config.batch_size]
-    else:
-        x, y = (np.asarray(part) for part in next(iter(data.val))[:2])
+    x, y = held_batch(data, config.batch_size)
     length = int(data.info.seq_len)
     return [MemoryTracker(out, every=config.track_memory, unit="step", lags=tracked_lags(length), batch=(x, y),
                           horizon=2 * length, loss=classification_loss())]
